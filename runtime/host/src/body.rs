@@ -1,0 +1,85 @@
+//! The response body type of the library, and the wrapper that ties a guest's streaming body to
+//! the task producing it.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Frame, SizeHint};
+use http_body_util::BodyExt;
+use http_body_util::combinators::UnsyncBoxBody;
+use tokio::task::JoinHandle;
+
+/// An error while streaming a body: the guest failed or was stopped mid-body.
+pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The body of a response from [`Runtime::handle`](crate::Runtime::handle): streamed from the
+/// guest as it writes, or a small host-made body for errors.
+pub type Body = UnsyncBoxBody<Bytes, BodyError>;
+
+/// A body holding a complete byte string.
+pub fn full(bytes: impl Into<Bytes>) -> Body {
+    http_body_util::Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+/// A guest's response body. While the body is being read, the guest task runs on; if the
+/// reader drops the body before its end (the client went away), the guest is cancelled. Once
+/// the body has ended, the guest may finish its remaining work until its wall-clock limit.
+pub(crate) struct GuestBody {
+    inner: wasmtime_wasi_http::p2::body::HyperOutgoingBody,
+    task: Option<JoinHandle<()>>,
+}
+
+impl GuestBody {
+    pub(crate) fn new(
+        inner: wasmtime_wasi_http::p2::body::HyperOutgoingBody,
+        task: JoinHandle<()>,
+    ) -> Self {
+        Self {
+            inner,
+            task: Some(task),
+        }
+    }
+}
+
+impl http_body::Body for GuestBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match polled {
+            Poll::Ready(None) => {
+                // Complete: let the guest finish in the background.
+                self.task = None;
+                Poll::Ready(None)
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(
+                format!("the handler's response body failed: {e}").into(),
+            ))),
+            Poll::Ready(Some(Ok(frame))) => Poll::Ready(Some(Ok(frame))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for GuestBody {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! Request → fresh [`Store`] from the pre-instantiated component → response.
+
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use tokio::sync::oneshot;
+use wasmtime::Store;
+use wasmtime_wasi::WasiCtx;
+use wasmtime_wasi_http::WasiHttpView;
+use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
+
+use crate::body::{Body, GuestBody};
+use crate::deployment::{Deployment, SharedDeployment};
+use crate::error::{Error, GuestFailure};
+use crate::limits::Limit;
+use crate::route::strip_port;
+use crate::runtime::{GuestOutput, Runtime, first_line};
+use crate::state::RequestState;
+
+/// Facts about the connection a request came in on, set by the listener as a request
+/// extension. Embedders may set it too; without it a request counts as plain `http`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ConnectionInfo {
+    /// Whether the request arrived over TLS.
+    pub tls: bool,
+    /// The client's address, if known.
+    pub remote_addr: Option<std::net::SocketAddr>,
+}
+
+impl ConnectionInfo {
+    /// Facts for a connection: over TLS or not, from `remote_addr`.
+    pub fn new(tls: bool, remote_addr: Option<std::net::SocketAddr>) -> Self {
+        Self { tls, remote_addr }
+    }
+}
+
+pub(crate) async fn handle<B>(
+    runtime: &Runtime,
+    request: http::Request<B>,
+) -> Result<http::Response<Body>, Error>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let authority = match request.uri().authority() {
+        Some(a) => a.as_str(),
+        None => match request.headers().get(http::header::HOST) {
+            Some(h) => h
+                .to_str()
+                .map_err(|_| Error::BadRequest("the Host header is not valid ASCII".into()))?,
+            None => {
+                return Err(Error::BadRequest(
+                    "the request names no host (no authority in the URI and no Host header)"
+                        .into(),
+                ));
+            }
+        },
+    };
+    let host = strip_port(authority);
+    let path = request.uri().path();
+    let deployment = runtime
+        .inner
+        .registry
+        .route(host, path)
+        .ok_or_else(|| Error::NoRoute {
+            host: host.to_owned(),
+            path: path.to_owned(),
+        })?;
+    run(runtime, deployment, request).await
+}
+
+async fn run<B>(
+    runtime: &Runtime,
+    deployment: SharedDeployment,
+    request: http::Request<B>,
+) -> Result<http::Response<Body>, Error>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let inner = &runtime.inner;
+    let scheme = match request.extensions().get::<ConnectionInfo>() {
+        Some(info) if info.tls => Scheme::Https,
+        _ => match request.uri().scheme_str() {
+            Some("https") => Scheme::Https,
+            _ => Scheme::Http,
+        },
+    };
+    let wasi = match inner.options.guest_output {
+        GuestOutput::Discard => WasiCtx::default(),
+        GuestOutput::Inherit => WasiCtx::builder().inherit_stdout().inherit_stderr().build(),
+    };
+    let limits = &deployment.limits;
+    let mut store = Store::new(
+        &inner.engine,
+        RequestState::new(wasi, limits, inner.options.engine.epoch_tick),
+    );
+    store.limiter(|state| state.limiter());
+    store.epoch_deadline_callback(RequestState::on_epoch_tick);
+    store.set_epoch_deadline(1);
+
+    let request = request.map(|body| {
+        body.map_err(|e| wasmtime_wasi_http::Error::InternalError(Some(e.into().to_string())))
+    });
+    let (sender, receiver) = oneshot::channel();
+    let incoming = store
+        .data_mut()
+        .http()
+        .new_incoming_request(scheme, request)
+        .map_err(|e| Error::BadRequest(first_line(&e)))?;
+    let outparam = store
+        .data_mut()
+        .http()
+        .new_response_outparam(sender)
+        .map_err(|e| Error::Engine(first_line(&e)))?;
+
+    let pre = deployment.component.pre.clone();
+    let wall_time = limits.wall_time;
+    let (done_tx, done_rx) = oneshot::channel::<Result<(), Error>>();
+    let task_deployment = deployment.clone();
+    let task = tokio::spawn(async move {
+        let limits = &task_deployment.limits;
+        let call = async {
+            let handler = pre.instantiate_async(&mut store).await?;
+            handler
+                .wasi_http_incoming_handler()
+                .call_handle(&mut store, incoming, outparam)
+                .await
+        };
+        let outcome = match tokio::time::timeout(wall_time, call).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(classify(&e, store.data(), &task_deployment)),
+            Err(_elapsed) => Err(Error::Guest {
+                deployment: task_deployment.name.clone(),
+                failure: GuestFailure::limit(Limit::WallTime, limits),
+            }),
+        };
+        drop(store);
+        let _ = done_tx.send(outcome);
+    });
+
+    let failure = |failure| Error::Guest {
+        deployment: deployment.name.clone(),
+        failure,
+    };
+    match receiver.await {
+        Ok(Ok(response)) => Ok(response.map(|body| {
+            GuestBody::new(body, task).boxed_unsync()
+        })),
+        Ok(Err(code)) => Err(failure(GuestFailure::ErrorCode(error_code_name(&code)))),
+        Err(_) => match done_rx.await {
+            Ok(Err(e)) => Err(e),
+            Ok(Ok(())) => Err(failure(GuestFailure::NoResponse)),
+            Err(_) => Err(Error::Engine("the guest task was cancelled".into())),
+        },
+    }
+}
+
+/// Turns the error a guest call returned into what happened, in the user's terms.
+fn classify(e: &wasmtime::Error, state: &RequestState, deployment: &Deployment) -> Error {
+    if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>().is_some() {
+        return Error::Capacity("every instance slot is in use".into());
+    }
+    let failure = if let Some(limit) = state.tripped {
+        GuestFailure::limit(limit, &deployment.limits)
+    } else if state.memory_exceeded() {
+        GuestFailure::limit(Limit::Memory, &deployment.limits)
+    } else {
+        match e.downcast_ref::<wasmtime::Trap>() {
+            Some(trap) => GuestFailure::Trap(trap.to_string()),
+            None => GuestFailure::Trap(first_line(e)),
+        }
+    };
+    Error::Guest {
+        deployment: deployment.name.clone(),
+        failure,
+    }
+}
+
+fn error_code_name(code: &ErrorCode) -> String {
+    format!("{code:?}")
+}

@@ -1,0 +1,181 @@
+//! The library's errors. Each says whose fault it was (client, guest, or host), which decides
+//! the HTTP status a listener answers with.
+
+use std::fmt;
+
+use http::StatusCode;
+
+use crate::limits::{Limit, Limits, human_bytes};
+
+/// An error of the Virga library.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The bytes given as a component are not a usable `wasi:http/proxy` component.
+    #[error("invalid component: {reason}")]
+    InvalidComponent {
+        /// What is wrong with it, as wasmtime or the linker reported it.
+        reason: String,
+    },
+    /// The request could not be handed to a guest (for example it names no host).
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    /// No deployment serves this host and path.
+    #[error("no deployment serves {host}{path}")]
+    NoRoute {
+        /// The request's host (authority), or empty when it had none.
+        host: String,
+        /// The request's path.
+        path: String,
+    },
+    /// The guest failed to produce a response.
+    #[error("deployment '{deployment}' failed: {failure}")]
+    Guest {
+        /// The deployment whose handler failed.
+        deployment: String,
+        /// How it failed.
+        failure: GuestFailure,
+    },
+    /// A route of a new deployment already belongs to another deployment.
+    #[error("route '{route}' already belongs to deployment '{owner}'")]
+    RouteConflict {
+        /// The contested route.
+        route: String,
+        /// The deployment that has it.
+        owner: String,
+    },
+    /// A route pattern is malformed.
+    #[error(transparent)]
+    InvalidRoute(#[from] crate::route::RouteError),
+    /// Every instance slot of the engine is in use.
+    #[error("the host is at capacity: {0}")]
+    Capacity(String),
+    /// The wasmtime engine could not be set up.
+    #[error("engine error: {0}")]
+    Engine(String),
+    /// Reading or writing a file or socket failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// TLS configuration failed (certificate, key, or provider).
+    #[error("TLS: {0}")]
+    Tls(String),
+}
+
+impl Error {
+    /// The HTTP status a listener answers with when a request fails with this error:
+    /// 4xx for the client's fault, 500/503/504 for the guest's, 5xx for the host's.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Error::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Error::NoRoute { .. } => StatusCode::NOT_FOUND,
+            Error::InvalidComponent { .. } | Error::InvalidRoute(_) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            Error::RouteConflict { .. } => StatusCode::CONFLICT,
+            Error::Guest { failure, .. } => failure.status(),
+            Error::Capacity(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Engine(_) | Error::Io { .. } | Error::Tls(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        }
+    }
+
+    /// The limit that this error reports tripping, if any.
+    pub fn limit(&self) -> Option<Limit> {
+        match self {
+            Error::Guest {
+                failure: GuestFailure::LimitExceeded { limit, .. },
+                ..
+            } => Some(*limit),
+            _ => None,
+        }
+    }
+
+    /// The response a listener sends for this error: its [`status`](Self::status) and a
+    /// one-line plain-text body naming the problem. A CPU-time limit adds `Retry-After: 1`.
+    pub fn into_response(&self) -> http::Response<crate::Body> {
+        let mut response = http::Response::new(crate::body::full(format!("{self}\n")));
+        *response.status_mut() = self.status();
+        let headers = response.headers_mut();
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        if self.limit() == Some(Limit::CpuTime) || matches!(self, Error::Capacity(_)) {
+            headers.insert(http::header::RETRY_AFTER, http::HeaderValue::from_static("1"));
+        }
+        response
+    }
+
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
+/// How a guest failed to answer a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum GuestFailure {
+    /// The guest trapped (a panic, `unreachable`, an out-of-bounds access, ...).
+    Trap(String),
+    /// The guest went over one of its [`Limits`].
+    LimitExceeded {
+        /// Which limit.
+        limit: Limit,
+        /// The value of that limit, for the message.
+        allowed: String,
+    },
+    /// The guest returned without setting a response.
+    NoResponse,
+    /// The guest answered with a `wasi:http` error code instead of a response.
+    ErrorCode(String),
+}
+
+impl GuestFailure {
+    pub(crate) fn limit(limit: Limit, limits: &Limits) -> Self {
+        let allowed = match limit {
+            Limit::CpuTime => format!("{} ms", limits.cpu_time.as_millis()),
+            Limit::WallTime => format!("{} ms", limits.wall_time.as_millis()),
+            Limit::Memory => human_bytes(limits.memory),
+        };
+        GuestFailure::LimitExceeded { limit, allowed }
+    }
+
+    /// 503 for CPU time (the request may succeed on retry with less load), 504 for wall-clock
+    /// time, 500 for everything else.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            GuestFailure::LimitExceeded {
+                limit: Limit::CpuTime,
+                ..
+            } => StatusCode::SERVICE_UNAVAILABLE,
+            GuestFailure::LimitExceeded {
+                limit: Limit::WallTime,
+                ..
+            } => StatusCode::GATEWAY_TIMEOUT,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl fmt::Display for GuestFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GuestFailure::Trap(message) => write!(f, "the handler trapped: {message}"),
+            GuestFailure::LimitExceeded { limit, allowed } => {
+                write!(f, "the handler exceeded its {limit} limit of {allowed}")
+            }
+            GuestFailure::NoResponse => f.write_str("the handler returned without a response"),
+            GuestFailure::ErrorCode(code) => write!(f, "the handler answered with error {code}"),
+        }
+    }
+}

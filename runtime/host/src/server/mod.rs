@@ -1,0 +1,175 @@
+//! Virga's own listeners: HTTP/1.1 + h2c on a plaintext address, HTTP/1.1 + HTTP/2 over TLS
+//! on another, with graceful shutdown.
+//!
+//! ```no_run
+//! # async fn f(runtime: virga::Runtime) -> Result<(), virga::Error> {
+//! use virga::server::{Server, TlsIdentity};
+//! let (identity, _cert_path) = TlsIdentity::self_signed(".virga/tls".as_ref())?;
+//! let server = Server::builder(runtime)
+//!     .http("127.0.0.1:8080".parse().unwrap())
+//!     .https("127.0.0.1:8443".parse().unwrap(), identity)
+//!     .bind()
+//!     .await?;
+//! server.run(async { let _ = tokio::signal::ctrl_c().await; }).await;
+//! # Ok(()) }
+//! ```
+
+mod h1h2;
+mod tls;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+
+pub use tls::TlsIdentity;
+
+use crate::error::Error;
+use crate::runtime::Runtime;
+
+/// Configures the listeners of a [`Server`].
+#[derive(Debug)]
+pub struct ServerBuilder {
+    runtime: Runtime,
+    http: Option<SocketAddr>,
+    https: Option<(SocketAddr, TlsIdentity)>,
+    drain_timeout: Duration,
+}
+
+impl ServerBuilder {
+    /// Serves plaintext HTTP/1.1 and h2c (prior knowledge) on `addr`. Default is none.
+    pub fn http(mut self, addr: SocketAddr) -> Self {
+        self.http = Some(addr);
+        self
+    }
+
+    /// Serves HTTP/1.1 and HTTP/2 over TLS on `addr` with `identity`. Default is none.
+    pub fn https(mut self, addr: SocketAddr, identity: TlsIdentity) -> Self {
+        self.https = Some((addr, identity));
+        self
+    }
+
+    /// How long shutdown waits for in-flight requests before closing connections.
+    /// Default is 30 s.
+    pub fn drain_timeout(mut self, timeout: Duration) -> Self {
+        self.drain_timeout = timeout;
+        self
+    }
+
+    /// Binds the listeners (port 0 picks a free port: see [`Server::http_addr`]).
+    pub async fn bind(self) -> Result<Server, Error> {
+        let bind = |addr: SocketAddr| async move {
+            TcpListener::bind(addr)
+                .await
+                .map_err(|e| Error::io(format!("binding {addr}"), e))
+        };
+        let http = match self.http {
+            Some(addr) => Some(bind(addr).await?),
+            None => None,
+        };
+        let https = match self.https {
+            Some((addr, identity)) => {
+                let config = identity.server_config(&[b"h2", b"http/1.1"])?;
+                Some((bind(addr).await?, TlsAcceptor::from(config)))
+            }
+            None => None,
+        };
+        let local = |l: &TcpListener| l.local_addr().ok();
+        Ok(Server {
+            http_addr: http.as_ref().and_then(local),
+            https_addr: https.as_ref().and_then(|(l, _)| local(l)),
+            runtime: self.runtime,
+            http,
+            https,
+            drain_timeout: self.drain_timeout,
+        })
+    }
+}
+
+/// Bound listeners, ready to [`run`](Server::run).
+pub struct Server {
+    runtime: Runtime,
+    http: Option<TcpListener>,
+    https: Option<(TcpListener, TlsAcceptor)>,
+    http_addr: Option<SocketAddr>,
+    https_addr: Option<SocketAddr>,
+    drain_timeout: Duration,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("http_addr", &self.http_addr)
+            .field("https_addr", &self.https_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// A builder serving `runtime`, with no listeners yet.
+    pub fn builder(runtime: Runtime) -> ServerBuilder {
+        ServerBuilder {
+            runtime,
+            http: None,
+            https: None,
+            drain_timeout: Duration::from_secs(30),
+        }
+    }
+
+    /// The bound plaintext address, if any.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http_addr
+    }
+
+    /// The bound TLS address, if any.
+    pub fn https_addr(&self) -> Option<SocketAddr> {
+        self.https_addr
+    }
+
+    /// Serves until `shutdown` completes; then stops accepting, lets in-flight requests
+    /// finish (up to the drain timeout) and returns.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let graceful = Arc::new(GracefulShutdown::new());
+        let builder = Arc::new(h1h2::connection_builder());
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut loops = Vec::new();
+        if let Some(listener) = self.http {
+            loops.push(tokio::spawn(h1h2::accept_loop(
+                listener,
+                None,
+                self.runtime.clone(),
+                builder.clone(),
+                graceful.clone(),
+                stop_rx.clone(),
+            )));
+        }
+        if let Some((listener, acceptor)) = self.https {
+            loops.push(tokio::spawn(h1h2::accept_loop(
+                listener,
+                Some(acceptor),
+                self.runtime.clone(),
+                builder.clone(),
+                graceful.clone(),
+                stop_rx.clone(),
+            )));
+        }
+        shutdown.await;
+        let _ = stop_tx.send(true);
+        for accept in loops {
+            let _ = accept.await;
+        }
+        let Ok(graceful) = Arc::try_unwrap(graceful) else {
+            return;
+        };
+        if tokio::time::timeout(self.drain_timeout, graceful.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!("drain timeout reached; closing the remaining connections");
+        }
+    }
+}

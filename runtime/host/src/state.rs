@@ -1,0 +1,140 @@
+//! What a request's [`Store`](wasmtime::Store) holds: WASI contexts, the resource table, the
+//! outbound policy hooks, and the bookkeeping that enforces [`Limits`].
+
+use wasmtime::component::ResourceTable;
+use wasmtime::{ResourceLimiter, StoreContextMut, UpdateDeadline};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+
+use crate::limits::{Limit, Limits};
+
+/// The data of one request's store. Created fresh for every request and dropped with it,
+/// so nothing a guest does survives into the next request.
+pub(crate) struct RequestState {
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    table: ResourceTable,
+    hooks: OutboundHooks,
+    memory: MemoryLimiter,
+    cpu_ticks_left: u64,
+    /// The limit that stopped the guest, if any: set before the trap it causes.
+    pub(crate) tripped: Option<Limit>,
+}
+
+impl RequestState {
+    pub(crate) fn new(wasi: WasiCtx, limits: &Limits, tick: std::time::Duration) -> Self {
+        let tick_ns = tick.as_nanos().max(1);
+        let cpu_ticks = limits.cpu_time.as_nanos().div_ceil(tick_ns);
+        Self {
+            wasi,
+            http: WasiHttpCtx::new(),
+            table: ResourceTable::new(),
+            hooks: OutboundHooks,
+            memory: MemoryLimiter {
+                limit: usize::try_from(limits.memory).unwrap_or(usize::MAX),
+                exceeded: false,
+            },
+            cpu_ticks_left: u64::try_from(cpu_ticks).unwrap_or(u64::MAX),
+            tripped: None,
+        }
+    }
+
+    pub(crate) fn limiter(&mut self) -> &mut dyn ResourceLimiter {
+        &mut self.memory
+    }
+
+    /// Whether the guest's last failure came from hitting its memory limit.
+    pub(crate) fn memory_exceeded(&self) -> bool {
+        self.memory.exceeded
+    }
+
+    /// The epoch callback: each tick observed while guest code runs is a tick of CPU time.
+    /// The guest yields to the executor at every tick so that a busy guest cannot starve the
+    /// other requests on its worker thread; when its budget is spent it is interrupted.
+    pub(crate) fn on_epoch_tick(
+        mut store: StoreContextMut<'_, Self>,
+    ) -> wasmtime::Result<UpdateDeadline> {
+        let state = store.data_mut();
+        if state.cpu_ticks_left == 0 {
+            state.tripped = Some(Limit::CpuTime);
+            return Ok(UpdateDeadline::Interrupt);
+        }
+        state.cpu_ticks_left -= 1;
+        Ok(UpdateDeadline::Yield(1))
+    }
+}
+
+impl WasiView for RequestState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for RequestState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
+    }
+}
+
+/// Outbound HTTP policy. Deny by default: until a deployment is given an allow-list, a
+/// guest's `wasi:http/outgoing-handler` calls fail with `HTTP-request-denied`.
+struct OutboundHooks;
+
+impl WasiHttpHooks for OutboundHooks {
+    fn send_request(
+        &mut self,
+        _request: http::Request<wasmtime_wasi_http::WasiBody>,
+        _options: Option<wasmtime_wasi_http::RequestOptions>,
+        _fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+    ) -> Box<
+        dyn Future<
+                Output = Result<
+                    (
+                        http::Response<wasmtime_wasi_http::WasiBody>,
+                        Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+                    ),
+                    wasmtime_wasi_http::Error,
+                >,
+            > + Send,
+    > {
+        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
+    }
+}
+
+/// Bounds linear memory and remembers whether the bound was hit, so that the resulting trap
+/// can be reported as a memory-limit error rather than a generic crash.
+struct MemoryLimiter {
+    limit: usize,
+    exceeded: bool,
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.limit {
+            self.exceeded = true;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 1_000_000)
+    }
+}
