@@ -2,6 +2,7 @@
 //! the task producing it.
 
 use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -30,16 +31,20 @@ pub fn full(bytes: impl Into<Bytes>) -> Body {
 pub(crate) struct GuestBody {
     inner: wasmtime_wasi_http::p2::body::HyperOutgoingBody,
     task: Option<JoinHandle<()>>,
+    /// Set by the guest task when it fails, before its store is dropped.
+    failure: Arc<OnceLock<String>>,
 }
 
 impl GuestBody {
     pub(crate) fn new(
         inner: wasmtime_wasi_http::p2::body::HyperOutgoingBody,
         task: JoinHandle<()>,
+        failure: Arc<OnceLock<String>>,
     ) -> Self {
         Self {
             inner,
             task: Some(task),
+            failure,
         }
     }
 }
@@ -55,13 +60,22 @@ impl http_body::Body for GuestBody {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         match polled {
             Poll::Ready(None) => {
+                // wasi-http ends the body cleanly when the guest's store is dropped mid-body;
+                // if that drop came from a failure, the body is broken, not complete.
+                if let Some(failure) = self.failure.get() {
+                    return Poll::Ready(Some(Err(format!(
+                        "the response body was cut short: {failure}"
+                    )
+                    .into())));
+                }
                 // Complete: let the guest finish in the background.
                 self.task = None;
                 Poll::Ready(None)
             }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(
-                format!("the handler's response body failed: {e}").into(),
-            ))),
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(format!(
+                "the handler's response body failed: {e}"
+            )
+            .into()))),
             Poll::Ready(Some(Ok(frame))) => Poll::Ready(Some(Ok(frame))),
             Poll::Pending => Poll::Pending,
         }

@@ -1,5 +1,7 @@
 //! Request → fresh [`Store`] from the pre-instantiated component → response.
 
+use std::sync::{Arc, OnceLock};
+
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use tokio::sync::oneshot;
@@ -50,8 +52,7 @@ where
                 .map_err(|_| Error::BadRequest("the Host header is not valid ASCII".into()))?,
             None => {
                 return Err(Error::BadRequest(
-                    "the request names no host (no authority in the URI and no Host header)"
-                        .into(),
+                    "the request names no host (no authority in the URI and no Host header)".into(),
                 ));
             }
         },
@@ -97,6 +98,7 @@ where
     );
     store.limiter(|state| state.limiter());
     store.epoch_deadline_callback(RequestState::on_epoch_tick);
+    store.call_hook(RequestState::on_call_hook);
     store.set_epoch_deadline(1);
 
     let request = request.map(|body| {
@@ -117,6 +119,8 @@ where
     let pre = deployment.component.pre.clone();
     let wall_time = limits.wall_time;
     let (done_tx, done_rx) = oneshot::channel::<Result<(), Error>>();
+    let failure_note = Arc::new(OnceLock::new());
+    let task_failure_note = failure_note.clone();
     let task_deployment = deployment.clone();
     let task = tokio::spawn(async move {
         let limits = &task_deployment.limits;
@@ -135,6 +139,11 @@ where
                 failure: GuestFailure::limit(Limit::WallTime, limits),
             }),
         };
+        if let Err(e) = &outcome {
+            // Before the store (and with it the body's sender) is dropped: a body that ends
+            // after this is reported as broken, not complete.
+            let _ = task_failure_note.set(e.to_string());
+        }
         drop(store);
         let _ = done_tx.send(outcome);
     });
@@ -144,9 +153,9 @@ where
         failure,
     };
     match receiver.await {
-        Ok(Ok(response)) => Ok(response.map(|body| {
-            GuestBody::new(body, task).boxed_unsync()
-        })),
+        Ok(Ok(response)) => {
+            Ok(response.map(|body| GuestBody::new(body, task, failure_note).boxed_unsync()))
+        }
         Ok(Err(code)) => Err(failure(GuestFailure::ErrorCode(error_code_name(&code)))),
         Err(_) => match done_rx.await {
             Ok(Err(e)) => Err(e),
@@ -158,7 +167,9 @@ where
 
 /// Turns the error a guest call returned into what happened, in the user's terms.
 fn classify(e: &wasmtime::Error, state: &RequestState, deployment: &Deployment) -> Error {
-    if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>().is_some() {
+    if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
+        .is_some()
+    {
         return Error::Capacity("every instance slot is in use".into());
     }
     let failure = if let Some(limit) = state.tripped {
@@ -168,7 +179,9 @@ fn classify(e: &wasmtime::Error, state: &RequestState, deployment: &Deployment) 
     } else {
         match e.downcast_ref::<wasmtime::Trap>() {
             Some(trap) => GuestFailure::Trap(trap.to_string()),
-            None => GuestFailure::Trap(first_line(e)),
+            // Past wasmtime's backtrace context, the cause names the problem
+            // (e.g. "resource has children").
+            None => GuestFailure::Trap(e.root_cause().to_string()),
         }
     };
     Error::Guest {

@@ -108,7 +108,10 @@ impl Error {
             http::HeaderValue::from_static("text/plain; charset=utf-8"),
         );
         if self.limit() == Some(Limit::CpuTime) || matches!(self, Error::Capacity(_)) {
-            headers.insert(http::header::RETRY_AFTER, http::HeaderValue::from_static("1"));
+            headers.insert(
+                http::header::RETRY_AFTER,
+                http::HeaderValue::from_static("1"),
+            );
         }
         response
     }

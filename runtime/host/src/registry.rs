@@ -53,7 +53,10 @@ impl Registry {
                 });
             }
         }
-        let version = current.by_name.get(&config.name).map_or(1, |d| d.version + 1);
+        let version = current
+            .by_name
+            .get(&config.name)
+            .map_or(1, |d| d.version + 1);
         let mut routes = config.routes;
         routes.dedup();
         let deployment = Arc::new(Deployment {
@@ -83,7 +86,12 @@ impl Registry {
     }
 
     pub(crate) fn list(&self) -> Vec<DeploymentInfo> {
-        self.table.load().by_name.values().map(|d| d.info()).collect()
+        self.table
+            .load()
+            .by_name
+            .values()
+            .map(|d| d.info())
+            .collect()
     }
 }
 

@@ -179,10 +179,25 @@ mod tests {
 
     #[test]
     fn most_specific_sorts_first() {
-        let mut routes = vec![p("*/*"), p("*.example.com/*"), p("example.com/api/*"), p("example.com/*"), p("example.com/api/v1")];
+        let mut routes = vec![
+            p("*/*"),
+            p("*.example.com/*"),
+            p("example.com/api/*"),
+            p("example.com/*"),
+            p("example.com/api/v1"),
+        ];
         routes.sort_by(RoutePattern::specificity_cmp);
         let order: Vec<String> = routes.iter().map(ToString::to_string).collect();
-        assert_eq!(order, ["example.com/api/v1", "example.com/api/*", "example.com/*", "*.example.com/*", "*/*"]);
+        assert_eq!(
+            order,
+            [
+                "example.com/api/v1",
+                "example.com/api/*",
+                "example.com/*",
+                "*.example.com/*",
+                "*/*"
+            ]
+        );
     }
 
     #[test]

@@ -128,20 +128,21 @@ impl Runtime {
     /// Compiles a component (binary, or WAT text) and checks that the host can run it: its
     /// imports are all provided and it exports `wasi:http/incoming-handler`.
     pub fn compile(&self, bytes: &[u8]) -> Result<CompiledComponent, Error> {
-        let component = Component::new(&self.inner.engine, bytes).map_err(|e| {
-            Error::InvalidComponent {
+        let component =
+            Component::new(&self.inner.engine, bytes).map_err(|e| Error::InvalidComponent {
                 reason: first_line(&e),
-            }
-        })?;
+            })?;
         self.prepare(component)
     }
 
     fn prepare(&self, component: Component) -> Result<CompiledComponent, Error> {
-        let instance_pre = self.inner.linker.instantiate_pre(&component).map_err(|e| {
-            Error::InvalidComponent {
-                reason: first_line(&e),
-            }
-        })?;
+        let instance_pre =
+            self.inner
+                .linker
+                .instantiate_pre(&component)
+                .map_err(|e| Error::InvalidComponent {
+                    reason: first_line(&e),
+                })?;
         let pre = HandlerPre::new(instance_pre).map_err(|e| Error::InvalidComponent {
             reason: format!(
                 "it does not export wasi:http/incoming-handler@0.2.x ({})",

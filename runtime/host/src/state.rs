@@ -2,7 +2,7 @@
 //! outbound policy hooks, and the bookkeeping that enforces [`Limits`].
 
 use wasmtime::component::ResourceTable;
-use wasmtime::{ResourceLimiter, StoreContextMut, UpdateDeadline};
+use wasmtime::{CallHook, ResourceLimiter, StoreContextMut, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
@@ -61,6 +61,21 @@ impl RequestState {
         }
         state.cpu_ticks_left -= 1;
         Ok(UpdateDeadline::Yield(1))
+    }
+}
+
+impl RequestState {
+    /// Time spent in host calls (waiting for I/O above all) is not the guest's CPU time:
+    /// restart the current tick when the guest resumes, so that only ticks that pass while
+    /// guest code runs are counted.
+    pub(crate) fn on_call_hook(
+        mut store: StoreContextMut<'_, Self>,
+        hook: CallHook,
+    ) -> wasmtime::Result<()> {
+        if matches!(hook, CallHook::ReturningFromHost) {
+            store.set_epoch_deadline(1);
+        }
+        Ok(())
     }
 }
 

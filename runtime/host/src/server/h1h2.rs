@@ -65,7 +65,9 @@ pub(crate) async fn accept_loop(
                         acceptor.accept(stream),
                     );
                     match handshake.await {
-                        Ok(Ok(stream)) => serve(stream, true, remote, runtime, &builder, watcher).await,
+                        Ok(Ok(stream)) => {
+                            serve(stream, true, remote, runtime, &builder, watcher).await
+                        }
                         Ok(Err(e)) => tracing::debug!(%remote, error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%remote, "TLS handshake timed out"),
                     }

@@ -28,8 +28,10 @@ impl std::fmt::Debug for TlsIdentity {
 impl TlsIdentity {
     /// Reads a PEM certificate chain and a PEM private key (PKCS#8, PKCS#1 or SEC1).
     pub fn from_pem_files(cert: &Path, key: &Path) -> Result<Self, Error> {
-        let cert_pem = std::fs::read(cert).map_err(|e| Error::io(format!("reading {}", cert.display()), e))?;
-        let key_pem = std::fs::read(key).map_err(|e| Error::io(format!("reading {}", key.display()), e))?;
+        let cert_pem =
+            std::fs::read(cert).map_err(|e| Error::io(format!("reading {}", cert.display()), e))?;
+        let key_pem =
+            std::fs::read(key).map_err(|e| Error::io(format!("reading {}", key.display()), e))?;
         Self::from_pem(&cert_pem, &key_pem).map_err(|e| match e {
             Error::Tls(m) => Error::Tls(format!("{} / {}: {m}", cert.display(), key.display())),
             other => other,
@@ -58,7 +60,11 @@ impl TlsIdentity {
         if !cert_path.exists() || !key_path.exists() {
             std::fs::create_dir_all(dir)
                 .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
-            let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
+            let names = vec![
+                "localhost".to_owned(),
+                "127.0.0.1".to_owned(),
+                "::1".to_owned(),
+            ];
             let generated = rcgen::generate_simple_self_signed(names)
                 .map_err(|e| Error::Tls(format!("generating a self-signed certificate: {e}")))?;
             write_atomically(&key_path, generated.signing_key.serialize_pem().as_bytes())?;
@@ -75,7 +81,11 @@ impl TlsIdentity {
             .map_err(|e| Error::Tls(e.to_string()))?
             .with_no_client_auth()
             .with_single_cert(self.certs.clone(), self.key.clone_key())
-            .map_err(|e| Error::Tls(format!("certificate and key do not form a usable pair: {e}")))?;
+            .map_err(|e| {
+                Error::Tls(format!(
+                    "certificate and key do not form a usable pair: {e}"
+                ))
+            })?;
         config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         Ok(Arc::new(config))
     }

@@ -1,0 +1,10 @@
+//! The host's integration tests: real sockets on loopback, real guests built by
+//! `virga-test-artifacts`.
+
+#![allow(missing_docs, unreachable_pub)]
+
+mod embedding;
+mod limits;
+mod protocols;
+mod support;
+mod tls;

@@ -1,0 +1,264 @@
+//! A small fluent helper: deploy guests on a host with real listeners, then talk to it over
+//! HTTP/1.1, h2c, or HTTP/2 over TLS.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, combinators::BoxBody};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use virga::server::{Server, TlsIdentity};
+use virga::{DeploymentConfig, Limits, Runtime};
+
+/// How a test reaches the host.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Proto {
+    H1,
+    H2c,
+    H2Tls,
+}
+
+pub const ALL_PROTOS: [Proto; 3] = [Proto::H1, Proto::H2c, Proto::H2Tls];
+
+pub struct TestHostBuilder {
+    runtime: Runtime,
+    deployments: Vec<DeploymentConfig>,
+}
+
+impl TestHostBuilder {
+    /// Deploys the guest at `path` as `name`, serving `route`, with default limits.
+    pub fn guest(mut self, name: &str, path: &str, route: &str) -> Self {
+        let bytes = std::fs::read(path).expect("guest built by virga-test-artifacts");
+        let component = self.runtime.compile(&bytes).expect("guest compiles");
+        self.deployments.push(
+            DeploymentConfig::new(name, component).route(route.parse().expect("valid route")),
+        );
+        self
+    }
+
+    /// Sets the limits of the guest added last.
+    pub fn limits(mut self, limits: Limits) -> Self {
+        let last = self.deployments.pop().expect("a guest first");
+        self.deployments.push(last.limits(limits));
+        self
+    }
+
+    pub async fn start(self) -> TestHost {
+        for config in self.deployments {
+            self.runtime.deploy(config).expect("deploys");
+        }
+        let dir = tempdir();
+        let (identity, cert_path) = TlsIdentity::self_signed(&dir).expect("self-signed cert");
+        let server = Server::builder(self.runtime.clone())
+            .http("127.0.0.1:0".parse().unwrap())
+            .https("127.0.0.1:0".parse().unwrap(), identity)
+            .drain_timeout(Duration::from_secs(10))
+            .bind()
+            .await
+            .expect("binds");
+        let http = server.http_addr().unwrap();
+        let https = server.https_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(server.run(async move {
+            let _ = stopped.await;
+        }));
+        TestHost {
+            runtime: self.runtime,
+            http,
+            https,
+            cert_pem: std::fs::read(cert_path).unwrap(),
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+}
+
+pub struct TestHost {
+    #[allow(dead_code)]
+    pub runtime: Runtime,
+    pub http: SocketAddr,
+    pub https: SocketAddr,
+    pub cert_pem: Vec<u8>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// A response read whole.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: http::StatusCode,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+    pub version: http::Version,
+}
+
+impl Reply {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+pub type ReqBody = BoxBody<Bytes, std::io::Error>;
+
+pub fn full(bytes: impl Into<Bytes>) -> ReqBody {
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+/// A request body sent in `chunk`-sized frames, as a client streaming an upload would.
+pub fn chunked(data: Bytes, chunk: usize) -> ReqBody {
+    let frames: Vec<Result<http_body::Frame<Bytes>, std::io::Error>> = data
+        .chunks(chunk)
+        .map(|c| Ok(http_body::Frame::data(data.slice_ref(c))))
+        .collect();
+    http_body_util::StreamBody::new(futures::stream::iter(frames)).boxed()
+}
+
+impl TestHost {
+    pub fn builder() -> TestHostBuilder {
+        Self::builder_with(Runtime::builder().build().expect("runtime"))
+    }
+
+    pub fn builder_with(runtime: Runtime) -> TestHostBuilder {
+        TestHostBuilder {
+            runtime,
+            deployments: Vec::new(),
+        }
+    }
+
+    pub async fn get(&self, proto: Proto, path: &str) -> Result<Reply> {
+        self.send(proto, http::Method::GET, path, full(Bytes::new()))
+            .await
+    }
+
+    /// Sends one request on a new connection and reads the whole response.
+    pub async fn send(
+        &self,
+        proto: Proto,
+        method: http::Method,
+        path: &str,
+        body: ReqBody,
+    ) -> Result<Reply> {
+        let (addr, scheme) = match proto {
+            Proto::H2Tls => (self.https, "https"),
+            _ => (self.http, "http"),
+        };
+        let uri = format!("{scheme}://localhost:{}{path}", addr.port());
+        let mut request = http::Request::builder().method(method).uri(uri);
+        if proto == Proto::H1 {
+            request = request.header("host", format!("localhost:{}", addr.port()));
+        }
+        let request = request.body(body)?;
+        let tcp = TcpStream::connect(addr).await?;
+        let response = match proto {
+            Proto::H1 => {
+                let (mut sender, conn) =
+                    hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
+                tokio::spawn(conn);
+                sender.send_request(request).await?
+            }
+            Proto::H2c => {
+                let (mut sender, conn) =
+                    hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+                        .await?;
+                tokio::spawn(conn);
+                sender.send_request(request).await?
+            }
+            Proto::H2Tls => {
+                let tls = self.tls_connect(tcp, None).await?;
+                let alpn = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+                if alpn.as_deref() != Some(b"h2") {
+                    bail!("ALPN negotiated {alpn:?}, not h2");
+                }
+                let (mut sender, conn) =
+                    hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+                        .await?;
+                tokio::spawn(conn);
+                sender.send_request(request).await?
+            }
+        };
+        let (parts, body) = response.into_parts();
+        let body = body
+            .collect()
+            .await
+            .context("reading the response body")?
+            .to_bytes();
+        Ok(Reply {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+            version: parts.version,
+        })
+    }
+
+    /// A TLS client connection trusting the host's self-signed certificate, offering h2 and
+    /// http/1.1, optionally restricted to some key-exchange groups.
+    pub async fn tls_connect(
+        &self,
+        tcp: TcpStream,
+        groups: Option<Vec<&'static dyn rustls::crypto::SupportedKxGroup>>,
+    ) -> Result<tokio_rustls::client::TlsStream<TcpStream>> {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&self.cert_pem) {
+            roots.add(cert?)?;
+        }
+        let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+        if let Some(groups) = groups {
+            provider.kx_groups = groups;
+        }
+        let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+        let name = rustls::pki_types::ServerName::try_from("localhost")?;
+        Ok(connector.connect(name, tcp).await?)
+    }
+
+    /// Stops accepting, drains, and waits for the server to return.
+    pub async fn shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for TestHost {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+use rustls::pki_types::pem::PemObject;
+
+/// A fresh directory under the system temp dir.
+pub fn tempdir() -> std::path::PathBuf {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "virga-test-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Deterministic test data.
+pub fn pattern(len: usize) -> Bytes {
+    (0..len)
+        .map(|i| (i * 7 % 256) as u8)
+        .collect::<Vec<u8>>()
+        .into()
+}

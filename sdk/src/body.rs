@@ -1,0 +1,234 @@
+//! Request and response bodies over `wasi:io` streams.
+
+use std::fmt;
+
+use bytes::Bytes;
+use wasip2::http::types::IncomingBody as WasiIncomingBody;
+use wasip2::io::streams::{InputStream, OutputStream, StreamError};
+
+use crate::Error;
+
+/// Largest read asked of the host at once.
+const READ_CHUNK: u64 = 64 * 1024;
+
+/// The body of an incoming request, read from the host as the handler asks for it.
+pub struct IncomingBody {
+    // Field order matters: the stream is a child of the body and must be dropped first.
+    stream: Option<InputStream>,
+    body: Option<WasiIncomingBody>,
+}
+
+impl IncomingBody {
+    pub(crate) fn new(body: Option<WasiIncomingBody>) -> Self {
+        let stream = body.as_ref().and_then(|b| b.stream().ok());
+        Self { stream, body }
+    }
+
+    /// The next chunk of the body, `None` at its end.
+    pub fn chunk(&mut self) -> Option<Result<Bytes, Error>> {
+        let stream = self.stream.as_ref()?;
+        match stream.blocking_read(READ_CHUNK) {
+            Ok(bytes) => Some(Ok(Bytes::from(bytes))),
+            Err(StreamError::Closed) => {
+                self.close();
+                None
+            }
+            Err(StreamError::LastOperationFailed(e)) => {
+                self.close();
+                Some(Err(Error::msg(format!(
+                    "reading the request body failed: {}",
+                    e.to_debug_string()
+                ))))
+            }
+        }
+    }
+
+    /// The whole body, read into memory; an error if it is larger than `limit` bytes.
+    pub fn bytes_limited(mut self, limit: usize) -> Result<Bytes, Error> {
+        let mut all = Vec::new();
+        while let Some(chunk) = self.chunk() {
+            all.extend_from_slice(&chunk?);
+            if all.len() > limit {
+                return Err(Error::new(
+                    http::StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("the request body is larger than {limit} bytes"),
+                ));
+            }
+        }
+        Ok(all.into())
+    }
+
+    /// The whole body, read into memory (bounded by the deployment's memory limit).
+    pub fn bytes(self) -> Result<Bytes, Error> {
+        self.bytes_limited(usize::MAX)
+    }
+
+    fn close(&mut self) {
+        self.stream = None;
+        self.body = None;
+    }
+
+    pub(crate) fn take_stream(&mut self) -> Option<(InputStream, WasiIncomingBody)> {
+        Some((self.stream.take()?, self.body.take()?))
+    }
+}
+
+impl fmt::Debug for IncomingBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IncomingBody")
+            .field("open", &self.stream.is_some())
+            .finish()
+    }
+}
+
+/// The body of a response.
+pub struct Body {
+    pub(crate) kind: BodyKind,
+}
+
+pub(crate) enum BodyKind {
+    Empty,
+    Bytes(Bytes),
+    Incoming(IncomingBody),
+    Stream(Box<dyn FnOnce(&mut BodyWriter) -> Result<(), Error>>),
+}
+
+impl Body {
+    /// No body.
+    pub fn empty() -> Self {
+        Self {
+            kind: BodyKind::Empty,
+        }
+    }
+
+    /// A body written by `writer` after the response head has been sent: for output that is
+    /// large or produced over time. An error ends the body abruptly (the client sees a
+    /// truncated response, not a complete one).
+    pub fn stream(writer: impl FnOnce(&mut BodyWriter) -> Result<(), Error> + 'static) -> Self {
+        Self {
+            kind: BodyKind::Stream(Box::new(writer)),
+        }
+    }
+}
+
+impl Default for Body {
+    fn default() -> Self {
+        Self::empty()
+    }
+}
+
+impl fmt::Debug for Body {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match &self.kind {
+            BodyKind::Empty => "empty",
+            BodyKind::Bytes(_) => "bytes",
+            BodyKind::Incoming(_) => "incoming",
+            BodyKind::Stream(_) => "stream",
+        };
+        f.debug_tuple("Body").field(&kind).finish()
+    }
+}
+
+impl From<Bytes> for Body {
+    fn from(bytes: Bytes) -> Self {
+        Self {
+            kind: BodyKind::Bytes(bytes),
+        }
+    }
+}
+
+impl From<Vec<u8>> for Body {
+    fn from(bytes: Vec<u8>) -> Self {
+        Bytes::from(bytes).into()
+    }
+}
+
+impl From<String> for Body {
+    fn from(text: String) -> Self {
+        Bytes::from(text).into()
+    }
+}
+
+impl From<&'static str> for Body {
+    fn from(text: &'static str) -> Self {
+        Bytes::from_static(text.as_bytes()).into()
+    }
+}
+
+impl From<&'static [u8]> for Body {
+    fn from(bytes: &'static [u8]) -> Self {
+        Bytes::from_static(bytes).into()
+    }
+}
+
+/// Echoes a request body: the host splices it to the response without copying it through
+/// guest memory.
+impl From<IncomingBody> for Body {
+    fn from(body: IncomingBody) -> Self {
+        Self {
+            kind: BodyKind::Incoming(body),
+        }
+    }
+}
+
+/// Writes a streamed response body.
+pub struct BodyWriter {
+    pub(crate) stream: OutputStream,
+}
+
+impl BodyWriter {
+    /// Writes all of `data`, waiting for the host to take it.
+    pub fn write(&mut self, data: &[u8]) -> Result<(), Error> {
+        write_all(&self.stream, data)
+    }
+}
+
+impl fmt::Debug for BodyWriter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("BodyWriter")
+    }
+}
+
+fn stream_error(e: StreamError) -> Error {
+    match e {
+        StreamError::Closed => Error::msg("the response stream was closed"),
+        StreamError::LastOperationFailed(e) => Error::msg(format!(
+            "writing the response failed: {}",
+            e.to_debug_string()
+        )),
+    }
+}
+
+/// Writes `data` and flushes it. A small body goes in one host call.
+pub(crate) fn write_all(stream: &OutputStream, mut data: &[u8]) -> Result<(), Error> {
+    if data.len() <= 4096 {
+        return stream.blocking_write_and_flush(data).map_err(stream_error);
+    }
+    while !data.is_empty() {
+        let mut permit = stream.check_write().map_err(stream_error)?;
+        if permit == 0 {
+            stream.subscribe().block();
+            permit = stream.check_write().map_err(stream_error)?;
+        }
+        let n = usize::try_from(permit)
+            .unwrap_or(usize::MAX)
+            .min(data.len());
+        if n == 0 {
+            continue;
+        }
+        stream.write(&data[..n]).map_err(stream_error)?;
+        data = &data[n..];
+    }
+    stream.blocking_flush().map_err(stream_error)
+}
+
+/// Moves everything from `input` to `output` inside the host.
+pub(crate) fn splice_all(output: &OutputStream, input: &InputStream) -> Result<(), Error> {
+    loop {
+        match output.blocking_splice(input, READ_CHUNK) {
+            Ok(_) => {}
+            Err(StreamError::Closed) => return output.blocking_flush().map_err(stream_error),
+            Err(e) => return Err(stream_error(e)),
+        }
+    }
+}

@@ -1,0 +1,174 @@
+//! The glue between the exported `wasi:http/incoming-handler` and a handler function.
+
+use std::future::Future;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+
+use wasip2::http::types::{
+    Fields, IncomingRequest, Method, OutgoingBody, OutgoingResponse, ResponseOutparam, Scheme,
+};
+
+use crate::body::{BodyKind, BodyWriter, IncomingBody, splice_all, write_all};
+use crate::{Body, Env, Error, Request, Response};
+
+/// What a handler may return: a response, or a result whose error converts into [`Error`].
+pub trait IntoHandlerResult {
+    /// The response, or the error to answer with.
+    fn into_handler_result(self) -> Result<Response, Error>;
+}
+
+impl IntoHandlerResult for Response {
+    fn into_handler_result(self) -> Result<Response, Error> {
+        Ok(self)
+    }
+}
+
+impl<E: Into<Error>> IntoHandlerResult for Result<Response, E> {
+    fn into_handler_result(self) -> Result<Response, Error> {
+        self.map_err(Into::into)
+    }
+}
+
+/// Runs `handler` for one exported `handle` call.
+pub fn run<F, Fut>(request: IncomingRequest, out: ResponseOutparam, handler: F)
+where
+    F: FnOnce(Request, Env) -> Fut,
+    Fut: Future,
+    Fut::Output: IntoHandlerResult,
+{
+    let result = match convert_request(request) {
+        Ok(request) => block_on(handler(request, Env::default())).into_handler_result(),
+        Err(e) => Err(e),
+    };
+    let response = result.unwrap_or_else(|e| {
+        let mut response = Response::new(Body::from(format!("{}\n", e.message())));
+        *response.status_mut() = e.status();
+        response.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        response
+    });
+    send(response, out);
+}
+
+fn convert_request(request: IncomingRequest) -> Result<Request, Error> {
+    let method = match request.method() {
+        Method::Get => http::Method::GET,
+        Method::Head => http::Method::HEAD,
+        Method::Post => http::Method::POST,
+        Method::Put => http::Method::PUT,
+        Method::Delete => http::Method::DELETE,
+        Method::Connect => http::Method::CONNECT,
+        Method::Options => http::Method::OPTIONS,
+        Method::Trace => http::Method::TRACE,
+        Method::Patch => http::Method::PATCH,
+        Method::Other(other) => http::Method::from_bytes(other.as_bytes())
+            .map_err(|_| Error::new(http::StatusCode::BAD_REQUEST, "invalid method"))?,
+    };
+    let scheme = match request.scheme() {
+        Some(Scheme::Https) => "https".to_owned(),
+        Some(Scheme::Other(s)) => s,
+        _ => "http".to_owned(),
+    };
+    let authority = request.authority().unwrap_or_default();
+    let path = request.path_with_query().unwrap_or_else(|| "/".to_owned());
+    let uri = if authority.is_empty() {
+        http::Uri::try_from(path)
+    } else {
+        http::Uri::try_from(format!("{scheme}://{authority}{path}"))
+    }
+    .map_err(|e| Error::new(http::StatusCode::BAD_REQUEST, format!("invalid URI: {e}")))?;
+    let mut builder = http::Request::builder().method(method).uri(uri);
+    if let Some(headers) = builder.headers_mut() {
+        for (name, value) in request.headers().entries() {
+            let name = http::HeaderName::from_bytes(name.as_bytes());
+            let value = http::HeaderValue::from_bytes(&value);
+            if let (Ok(name), Ok(value)) = (name, value) {
+                headers.append(name, value);
+            }
+        }
+    }
+    let body = IncomingBody::new(request.consume().ok());
+    builder
+        .body(body)
+        .map_err(|e| Error::new(http::StatusCode::BAD_REQUEST, e.to_string()))
+}
+
+fn send(response: Response, out: ResponseOutparam) {
+    let (parts, body) = response.into_parts();
+    let entries: Vec<(String, Vec<u8>)> = parts
+        .headers
+        .iter()
+        .map(|(name, value)| (name.as_str().to_owned(), value.as_bytes().to_vec()))
+        .collect();
+    let headers = match Fields::from_list(&entries) {
+        Ok(headers) => headers,
+        Err(e) => {
+            let message = format!("the handler set a header the host refuses: {e:?}\n");
+            return send(
+                http::Response::builder()
+                    .status(500)
+                    .body(Body::from(message))
+                    .expect("static response"),
+                out,
+            );
+        }
+    };
+    let outgoing = OutgoingResponse::new(headers);
+    let _ = outgoing.set_status_code(parts.status.as_u16());
+    let outgoing_body = outgoing.body().expect("a new response has a body");
+    ResponseOutparam::set(out, Ok(outgoing));
+    let stream = outgoing_body.write().expect("a new body has a stream");
+    let written = match body.kind {
+        BodyKind::Empty => Ok(()),
+        BodyKind::Bytes(bytes) => write_all(&stream, &bytes),
+        BodyKind::Incoming(mut incoming) => match incoming.take_stream() {
+            Some((input, incoming_body)) => {
+                let result = splice_all(&stream, &input);
+                // The stream is a child resource of the body: drop it first.
+                drop(input);
+                drop(incoming_body);
+                result
+            }
+            None => Ok(()),
+        },
+        BodyKind::Stream(writer) => {
+            let mut writer_handle = BodyWriter { stream };
+            let result = writer(&mut writer_handle);
+            let stream = writer_handle.stream;
+            drop(stream);
+            return finish(outgoing_body, result);
+        }
+    };
+    drop(stream);
+    finish(outgoing_body, written);
+}
+
+/// Ends the body: `finish` on success; on failure, drop it unfinished so that the host treats
+/// the response as broken rather than complete.
+fn finish(body: OutgoingBody, result: Result<(), Error>) {
+    match result {
+        Ok(()) => {
+            let _ = OutgoingBody::finish(body, None);
+        }
+        Err(e) => {
+            eprintln!("virga-sdk: response body aborted: {e}");
+            drop(body);
+        }
+    }
+}
+
+/// Drives the handler's future. This version of the SDK has no host calls that suspend, so a
+/// handler's future completes on its first polls; one that waits on anything else spins
+/// until the deployment's CPU-time limit stops it.
+fn block_on<F: Future>(future: F) -> F::Output {
+    let mut future = pin!(future);
+    let mut cx = Context::from_waker(Waker::noop());
+    loop {
+        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+            return output;
+        }
+        std::thread::yield_now();
+    }
+}
