@@ -96,7 +96,23 @@ fn convert_request(request: IncomingRequest) -> Result<Request, Error> {
 }
 
 fn send(response: Response, out: ResponseOutparam) {
-    let (parts, body) = response.into_parts();
+    let (mut parts, body) = response.into_parts();
+    // A body of known size is sent with Content-Length rather than chunked; the host checks
+    // that exactly that many bytes are written.
+    let known_len = match &body.kind {
+        BodyKind::Bytes(bytes) => Some(bytes.len()),
+        BodyKind::Empty => Some(0),
+        _ => None,
+    };
+    let bodyless = parts.status.is_informational()
+        || parts.status == http::StatusCode::NO_CONTENT
+        || parts.status == http::StatusCode::NOT_MODIFIED;
+    if let (Some(len), false) = (known_len, bodyless) {
+        parts
+            .headers
+            .entry(http::header::CONTENT_LENGTH)
+            .or_insert_with(|| http::HeaderValue::from(len));
+    }
     let entries: Vec<(String, Vec<u8>)> = parts
         .headers
         .iter()

@@ -1,1 +1,54 @@
-fn main() {}
+//! `virga`: serve, develop and deploy Virga edge components. Parses arguments and hands each
+//! command to `commands/<verb>.rs`; the work is done by the `virga` library.
+
+mod commands;
+
+use clap::{Parser, Subcommand};
+
+/// Virga: an edge runtime for WebAssembly HTTP handlers (WASI 0.2 `wasi:http/proxy`).
+#[derive(Debug, Parser)]
+#[command(name = "virga", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Build a guest crate (or take a .wasm) and serve it on every route, rebuilding and
+    /// swapping it in when its sources change.
+    Dev(commands::dev::DevArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let tokio = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = tokio.block_on(async {
+        match cli.command {
+            Command::Dev(args) => commands::dev::run(args).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,1 +1,62 @@
-fn main() {}
+//! In-process cost of one request: fresh store + instantiate + handle + read the body, for the
+//! hello sample, through `Runtime::handle` (no sockets). Prints median, p99 and mean in µs.
+//!
+//! `cargo bench -p virga --bench dispatch` (set `BENCH_REQUESTS` to change the count).
+
+#![allow(missing_docs)]
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use virga::{DeploymentConfig, Runtime};
+
+fn main() {
+    let requests: usize = std::env::var("BENCH_REQUESTS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(20_000);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        for pooling in [true, false] {
+            let virga = Runtime::builder().pooling(pooling).build().unwrap();
+            let component = virga
+                .compile(&std::fs::read(virga_test_artifacts::HELLO).unwrap())
+                .unwrap();
+            virga
+                .deploy(DeploymentConfig::new("hello", component).route("*/*".parse().unwrap()))
+                .unwrap();
+            let mut times = Vec::with_capacity(requests);
+            for i in 0..requests + 1000 {
+                let request = http::Request::get("http://bench.example/x")
+                    .body(Empty::<Bytes>::new())
+                    .unwrap();
+                let started = Instant::now();
+                let response = virga.handle(request).await.unwrap();
+                let body = response.into_body().collect().await.unwrap().to_bytes();
+                let elapsed = started.elapsed();
+                assert_eq!(&body[..], b"hello from virga\nGET /x\n");
+                if i >= 1000 {
+                    times.push(elapsed);
+                }
+            }
+            times.sort();
+            let mean = times.iter().sum::<Duration>() / times.len() as u32;
+            println!(
+                "instantiate+handle (pooling={pooling}, RUST_BACKTRACE={}): median {:.1} µs, p99 {:.1} µs, mean {:.1} µs over {requests} requests",
+                std::env::var("RUST_BACKTRACE").unwrap_or_default(),
+                micros(times[times.len() / 2]),
+                micros(times[times.len() * 99 / 100]),
+                micros(mean),
+            );
+        }
+    });
+}
+
+fn micros(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}

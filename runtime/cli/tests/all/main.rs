@@ -1,0 +1,154 @@
+//! The `virga` binary, run as a user would.
+
+#![allow(missing_docs)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+fn virga() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_virga"))
+}
+
+fn tempdir(tag: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("virga-cli-{}-{tag}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn every_command_has_help() {
+    for args in [&["--help"][..], &["dev", "--help"]] {
+        let out = virga().args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}");
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(text.contains("Usage: virga"), "{args:?}: {text}");
+    }
+}
+
+#[test]
+fn dev_refuses_a_corrupt_wasm_with_a_clear_error() {
+    let dir = tempdir("corrupt");
+    let file = dir.join("broken.wasm");
+    std::fs::write(&file, b"\0asm\x0d\0\x01\0this is not a component").unwrap();
+    let out = virga()
+        .args(["dev", "--no-watch", "--no-tls", "--http", "127.0.0.1:0"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("loading"), "{stderr}");
+    assert!(stderr.contains("broken.wasm"), "{stderr}");
+    assert!(stderr.contains("invalid component"), "{stderr}");
+}
+
+#[test]
+fn dev_refuses_missing_paths_and_non_crates() {
+    let out = virga()
+        .args(["dev", "/nonexistent/thing.wasm"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("/nonexistent/thing.wasm does not exist")
+    );
+    let dir = tempdir("empty");
+    let out = virga().arg("dev").arg(&dir).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("without a Cargo.toml"));
+}
+
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `virga dev` on free ports and returns the child and the plaintext URL it printed.
+fn start_dev(path: &std::path::Path) -> (Running, String) {
+    let state = tempdir("state");
+    let mut child = virga()
+        .args([
+            "dev",
+            "--no-watch",
+            "--http",
+            "127.0.0.1:0",
+            "--https",
+            "127.0.0.1:0",
+            "--state-dir",
+        ])
+        .arg(&state)
+        .arg(path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = lines.next().unwrap().unwrap();
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no URL in {line:?}"))
+        .to_owned();
+    let tls_line = lines.next().unwrap().unwrap();
+    assert!(tls_line.contains("https://127.0.0.1:"), "{tls_line}");
+    assert!(tls_line.contains("self-signed-cert.pem"), "{tls_line}");
+    std::thread::spawn(move || for _ in lines {});
+    (Running(child), url)
+}
+
+fn get(url: &str, path: &str) -> String {
+    let addr = url.trim_start_matches("http://").trim_end_matches('/');
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}
+
+#[test]
+fn dev_serves_a_component_on_every_route_and_stops_on_sigterm() {
+    let (mut running, url) = start_dev(std::path::Path::new(virga_test_artifacts::HELLO));
+    let response = get(&url, "/x");
+    assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response}");
+    assert!(
+        response.ends_with("hello from virga\nGET /x\n"),
+        "{response}"
+    );
+    let response = get(&url, "/any/other/path");
+    assert!(response.ends_with("GET /any/other/path\n"), "{response}");
+
+    let pid = running.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = running.0.wait().unwrap();
+    assert!(status.success(), "{status}");
+}
+
+#[test]
+fn dev_builds_a_guest_crate() {
+    let hello = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../samples/hello");
+    let (_running, url) = start_dev(&hello);
+    let response = get(&url, "/built");
+    assert!(
+        response.ends_with("hello from virga\nGET /built\n"),
+        "{response}"
+    );
+}
