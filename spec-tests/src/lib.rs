@@ -1,1 +1,1 @@
-//! stub
+//! Conformance tests live in `tests/all`: real clients (curl) against a real host.

@@ -97,7 +97,7 @@ fn start_dev(path: &std::path::Path) -> (Running, String) {
         .to_owned();
     let tls_line = lines.next().unwrap().unwrap();
     assert!(tls_line.contains("https://127.0.0.1:"), "{tls_line}");
-    assert!(tls_line.contains("self-signed-cert.pem"), "{tls_line}");
+    assert!(tls_line.contains("self-signed.pem"), "{tls_line}");
     std::thread::spawn(move || for _ in lines {});
     (Running(child), url)
 }

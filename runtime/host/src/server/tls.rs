@@ -52,25 +52,21 @@ impl TlsIdentity {
     }
 
     /// A self-signed certificate for `localhost`, `127.0.0.1` and `::1`, kept in `dir` as
-    /// `self-signed-cert.pem` / `self-signed-key.pem` so that it survives restarts (clients
-    /// can pin it). Generated on first use. Returns the identity and the certificate's path.
+    /// `self-signed.pem` (certificate, then key, in one file written atomically, so that
+    /// concurrent hosts never pair one's certificate with another's key). Generated on first
+    /// use and reused after, so clients can trust it once. Returns the identity and the path.
     pub fn self_signed(dir: &Path) -> Result<(Self, PathBuf), Error> {
-        let cert_path = dir.join("self-signed-cert.pem");
-        let key_path = dir.join("self-signed-key.pem");
-        if !cert_path.exists() || !key_path.exists() {
+        let path = dir.join("self-signed.pem");
+        if !path.exists() {
             std::fs::create_dir_all(dir)
                 .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
-            let names = vec![
-                "localhost".to_owned(),
-                "127.0.0.1".to_owned(),
-                "::1".to_owned(),
-            ];
+            let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
             let generated = rcgen::generate_simple_self_signed(names)
                 .map_err(|e| Error::Tls(format!("generating a self-signed certificate: {e}")))?;
-            write_atomically(&key_path, generated.signing_key.serialize_pem().as_bytes())?;
-            write_atomically(&cert_path, generated.cert.pem().as_bytes())?;
+            let pem = format!("{}{}", generated.cert.pem(), generated.signing_key.serialize_pem());
+            write_atomically(&path, pem.as_bytes())?;
         }
-        Ok((Self::from_pem_files(&cert_path, &key_path)?, cert_path))
+        Ok((Self::from_pem_files(&path, &path)?, path))
     }
 
     /// A rustls server configuration offering h2 and http/1.1 by ALPN.
@@ -94,7 +90,11 @@ impl TlsIdentity {
 /// Writes a file so that a crash leaves either the old or the new content: temp, fsync, rename.
 pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     use std::io::Write;
-    let tmp = path.with_extension("tmp");
+    use std::sync::atomic::{AtomicU64, Ordering};
+    // A temp name of its own, so that concurrent writers never share one.
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let unique = NEXT.fetch_add(1, Ordering::Relaxed);
+    let tmp = path.with_extension(format!("tmp.{}.{unique}", std::process::id()));
     let result = (|| {
         let mut file = std::fs::File::create(&tmp)?;
         file.write_all(bytes)?;

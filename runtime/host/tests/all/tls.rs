@@ -40,3 +40,22 @@ fn bad_certificate_files_are_refused_with_a_clear_error() {
         virga::server::TlsIdentity::from_pem_files(&dir.join("nope.pem"), &key).unwrap_err();
     assert!(missing.to_string().contains("nope.pem"), "{missing}");
 }
+
+#[test]
+fn concurrent_hosts_sharing_a_state_dir_get_a_matching_certificate_and_key() {
+    for _ in 0..5 {
+        let dir = crate::support::tempdir();
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let dir = dir.clone();
+                std::thread::spawn(move || {
+                    let (identity, _) = virga::server::TlsIdentity::self_signed(&dir).unwrap();
+                    identity.server_config(&[b"h2"]).map(|_| ())
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap().expect("certificate and key match");
+        }
+    }
+}
