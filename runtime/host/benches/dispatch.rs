@@ -21,7 +21,13 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    runtime.block_on(async {
+    // Run the loop on the worker thread, as a connection task would, so that the guest task
+    // it spawns is not handed across threads.
+    runtime.block_on(async { tokio::spawn(bench(requests)).await.unwrap() });
+}
+
+async fn bench(requests: usize) {
+    {
         for pooling in [true, false] {
             let virga = Runtime::builder().pooling(pooling).build().unwrap();
             let component = virga
@@ -54,7 +60,7 @@ fn main() {
                 micros(mean),
             );
         }
-    });
+    }
 }
 
 fn micros(d: Duration) -> f64 {

@@ -48,14 +48,24 @@ async fn curl(args: Vec<String>) -> (String, String) {
     let shown = args.join(" ");
     let out = tokio::task::spawn_blocking(move || {
         Command::new("curl")
-            .args(["-sS", "--max-time", "20", "-w", "\n%{http_version} %{response_code}"])
+            .args([
+                "-sS",
+                "--max-time",
+                "20",
+                "-w",
+                "\n%{http_version} %{response_code}",
+            ])
             .args(&args)
             .output()
             .expect("curl is installed (.ci/run installs it)")
     })
     .await
     .unwrap();
-    assert!(out.status.success(), "curl {shown}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "curl {shown}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout).unwrap();
     let (body, meta) = text.rsplit_once('\n').unwrap();
     (format!("{body}\n"), meta.to_owned())

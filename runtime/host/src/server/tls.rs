@@ -60,10 +60,18 @@ impl TlsIdentity {
         if !path.exists() {
             std::fs::create_dir_all(dir)
                 .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
-            let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
+            let names = vec![
+                "localhost".to_owned(),
+                "127.0.0.1".to_owned(),
+                "::1".to_owned(),
+            ];
             let generated = rcgen::generate_simple_self_signed(names)
                 .map_err(|e| Error::Tls(format!("generating a self-signed certificate: {e}")))?;
-            let pem = format!("{}{}", generated.cert.pem(), generated.signing_key.serialize_pem());
+            let pem = format!(
+                "{}{}",
+                generated.cert.pem(),
+                generated.signing_key.serialize_pem()
+            );
             write_atomically(&path, pem.as_bytes())?;
         }
         Ok((Self::from_pem_files(&path, &path)?, path))
