@@ -36,7 +36,8 @@ fn handle(request: Request) -> Result<Response> {
             Ok(Response::new(format!("{len} {sum}\n").into()))
         }
         _ => {
-            let mut response = http::Response::builder().header("x-echo-method", request.method().as_str());
+            let mut response =
+                http::Response::builder().header("x-echo-method", request.method().as_str());
             if let Some(ct) = request.headers().get("content-type") {
                 response = response.header("content-type", ct);
             }

@@ -8,7 +8,9 @@ wit_bindgen::generate!({
 });
 
 use exports::wasi::http::incoming_handler::Guest;
-use wasi::http::types::{Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam};
+use wasi::http::types::{
+    Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam,
+};
 
 struct Handler;
 
@@ -19,7 +21,8 @@ impl Guest for Handler {
             request.method(),
             request.path_with_query().unwrap_or_default()
         );
-        let headers = Fields::from_list(&[("content-type".into(), b"text/plain".to_vec())]).unwrap();
+        let headers =
+            Fields::from_list(&[("content-type".into(), b"text/plain".to_vec())]).unwrap();
         let response = OutgoingResponse::new(headers);
         response.set_status_code(200).unwrap();
         let body = response.body().unwrap();
