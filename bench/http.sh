@@ -9,7 +9,8 @@ cd "$(dirname "$0")/.."
 secs=${1:-10}
 conns=${2:-64}
 scripts/setup wrk
-cargo build --release --quiet -p virga-cli -p virga --example plain_hyper
+cargo build --release --quiet -p virga-cli
+cargo build --release --quiet -p virga --example plain_hyper
 (cd samples && cargo build --release --quiet --target wasm32-wasip2)
 
 virga_port=18080
@@ -23,7 +24,8 @@ target/release/examples/plain_hyper 127.0.0.1:$plain_port >/dev/null &
 plain_pid=$!
 trap 'kill $virga_pid $plain_pid 2>/dev/null || true; rm -rf "$state"' EXIT
 for port in $virga_port $plain_port; do
-  for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/x" >/dev/null && break; sleep 0.2; done
+  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/x" >/dev/null && break; sleep 0.2; done
+  curl -sf "http://127.0.0.1:$port/x" >/dev/null || { echo "nothing answers on port $port" >&2; exit 1; }
 done
 
 run() { # name port -> "rps p50_ms p99_ms"
