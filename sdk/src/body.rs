@@ -86,11 +86,14 @@ pub struct Body {
     pub(crate) kind: BodyKind,
 }
 
+/// Writes a streamed body.
+pub(crate) type BodyWriterFn = dyn FnOnce(&mut BodyWriter) -> Result<(), Error>;
+
 pub(crate) enum BodyKind {
     Empty,
     Bytes(Bytes),
     Incoming(IncomingBody),
-    Stream(Box<dyn FnOnce(&mut BodyWriter) -> Result<(), Error>>),
+    Stream(Box<BodyWriterFn>),
 }
 
 impl Body {

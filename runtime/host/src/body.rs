@@ -33,8 +33,6 @@ pub(crate) struct GuestBody {
     task: Option<JoinHandle<()>>,
     /// Set by the guest task when it fails, before its store is dropped.
     failure: Arc<OnceLock<String>>,
-    /// A frame read ahead by [`GuestBody::prefetch`], served first.
-    ahead: Option<Result<Frame<Bytes>, BodyError>>,
     ended: bool,
 }
 
@@ -48,19 +46,7 @@ impl GuestBody {
             inner,
             task: Some(task),
             failure,
-            ahead: None,
             ended: false,
-        }
-    }
-
-    /// Waits for the guest's first body frame (or the end of the body) and keeps it, so that
-    /// the listener can write the response head and the start of the body in one write
-    /// instead of two: for small responses this halves the syscalls per request.
-    pub(crate) async fn prefetch(&mut self) {
-        let mut pinned = Pin::new(self);
-        match std::future::poll_fn(|cx| pinned.as_mut().poll_inner(cx)).await {
-            Some(frame) => pinned.ahead = Some(frame),
-            None => pinned.ended = true,
         }
     }
 
@@ -101,9 +87,6 @@ impl http_body::Body for GuestBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
-        if let Some(frame) = self.ahead.take() {
-            return Poll::Ready(Some(frame));
-        }
         if self.ended {
             return Poll::Ready(None);
         }
@@ -115,7 +98,7 @@ impl http_body::Body for GuestBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.ahead.is_none() && (self.ended || self.inner.is_end_stream())
+        self.ended || self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {

@@ -1,5 +1,6 @@
 //! Compiled components and the deployments that serve them.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -15,9 +16,15 @@ use crate::state::RequestState;
 #[derive(Clone)]
 pub struct CompiledComponent {
     pub(crate) pre: HandlerPre<RequestState>,
+    pub(crate) digest: Arc<str>,
 }
 
 impl CompiledComponent {
+    /// SHA-256 of the component's bytes, lower-case hex: its identity in a store.
+    pub fn digest(&self) -> &str {
+        &self.digest
+    }
+
     /// The underlying wasmtime component.
     pub fn component(&self) -> &Component {
         self.pre.instance_pre().component()
@@ -26,7 +33,9 @@ impl CompiledComponent {
 
 impl fmt::Debug for CompiledComponent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CompiledComponent").finish_non_exhaustive()
+        f.debug_struct("CompiledComponent")
+            .field("digest", &self.digest)
+            .finish_non_exhaustive()
     }
 }
 
@@ -50,6 +59,8 @@ pub struct DeploymentConfig {
     pub routes: Vec<RoutePattern>,
     /// Its limits. Default is [`Limits::default`].
     pub limits: Limits,
+    /// Variables the guest reads as environment variables. Default is none.
+    pub vars: BTreeMap<String, String>,
 }
 
 impl DeploymentConfig {
@@ -60,7 +71,14 @@ impl DeploymentConfig {
             component,
             routes: Vec::new(),
             limits: Limits::default(),
+            vars: BTreeMap::new(),
         }
+    }
+
+    /// Sets a variable the guest reads as an environment variable.
+    pub fn var(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.vars.insert(name.into(), value.into());
+        self
     }
 
     /// Adds a route the deployment serves.
@@ -84,6 +102,11 @@ pub(crate) struct Deployment {
     pub(crate) component: CompiledComponent,
     pub(crate) routes: Vec<RoutePattern>,
     pub(crate) limits: Limits,
+    pub(crate) vars: BTreeMap<String, String>,
+    /// `vars` as the pairs WASI takes, built once.
+    pub(crate) env: Vec<(String, String)>,
+    /// Seconds since the Unix epoch.
+    pub(crate) created: u64,
 }
 
 /// A summary of a live deployment, as listed by [`Runtime::deployments`](crate::Runtime::deployments).
@@ -92,8 +115,12 @@ pub(crate) struct Deployment {
 pub struct DeploymentInfo {
     /// The deployment's name.
     pub name: String,
-    /// Its version: 1 for the first deploy of a name, incremented by each redeploy.
+    /// The live version: 1 for the first deploy of a name, incremented by each deploy.
     pub version: u64,
+    /// The kept versions, oldest first; any of them can be made live again.
+    pub versions: Vec<u64>,
+    /// SHA-256 of the live component.
+    pub component: String,
     /// The routes it serves.
     pub routes: Vec<String>,
     /// Its limits.
@@ -101,10 +128,31 @@ pub struct DeploymentInfo {
 }
 
 impl Deployment {
-    pub(crate) fn info(&self) -> DeploymentInfo {
+    pub(crate) fn new(config: DeploymentConfig, created: u64) -> Self {
+        let mut routes = config.routes;
+        routes.dedup();
+        Self {
+            env: config
+                .vars
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            name: config.name,
+            version: 0,
+            component: config.component,
+            routes,
+            limits: config.limits,
+            vars: config.vars,
+            created,
+        }
+    }
+
+    pub(crate) fn info(&self, versions: &[SharedDeployment]) -> DeploymentInfo {
         DeploymentInfo {
             name: self.name.clone(),
             version: self.version,
+            versions: versions.iter().map(|d| d.version).collect(),
+            component: self.component.digest.to_string(),
             routes: self.routes.iter().map(ToString::to_string).collect(),
             limits: self.limits.clone(),
         }

@@ -87,9 +87,16 @@ where
             _ => Scheme::Http,
         },
     };
-    let wasi = match inner.options.guest_output {
-        GuestOutput::Discard => WasiCtx::default(),
-        GuestOutput::Inherit => WasiCtx::builder().inherit_stdout().inherit_stderr().build(),
+    let wasi = match (inner.options.guest_output, deployment.env.is_empty()) {
+        (GuestOutput::Discard, true) => WasiCtx::default(),
+        (output, _) => {
+            let mut builder = WasiCtx::builder();
+            if output == GuestOutput::Inherit {
+                builder.inherit_stdout().inherit_stderr();
+            }
+            builder.envs(&deployment.env);
+            builder.build()
+        }
     };
     let limits = &deployment.limits;
     let mut store = Store::new(

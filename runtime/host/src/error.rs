@@ -62,6 +62,25 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The deployment store failed or holds something unreadable.
+    #[error("store: {0}")]
+    Store(String),
+    /// No deployment has this name.
+    #[error("no deployment named '{0}'")]
+    UnknownDeployment(String),
+    /// A rollback target does not exist.
+    #[error("deployment '{name}' has no version {version} to roll back to (kept: {kept})")]
+    UnknownVersion {
+        /// The deployment.
+        name: String,
+        /// The version asked for (0 when none was given and no earlier one exists).
+        version: u64,
+        /// The versions that are kept, e.g. "1, 2, 3".
+        kept: String,
+    },
+    /// A deployment name is not acceptable.
+    #[error("invalid deployment name '{0}': use 1-64 of a-z, 0-9, '-' and '_'")]
+    InvalidName(String),
     /// TLS configuration failed (certificate, key, or provider).
     #[error("TLS: {0}")]
     Tls(String),
@@ -74,10 +93,11 @@ impl Error {
         match self {
             Error::BadRequest(_) => StatusCode::BAD_REQUEST,
             Error::NoRoute { .. } => StatusCode::NOT_FOUND,
-            Error::InvalidComponent { .. } | Error::InvalidRoute(_) => {
-                StatusCode::UNPROCESSABLE_ENTITY
-            }
+            Error::InvalidComponent { .. } | Error::InvalidRoute(_) => StatusCode::BAD_REQUEST,
             Error::RouteConflict { .. } => StatusCode::CONFLICT,
+            Error::UnknownDeployment(_) | Error::UnknownVersion { .. } => StatusCode::NOT_FOUND,
+            Error::InvalidName(_) => StatusCode::BAD_REQUEST,
+            Error::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Error::Guest { failure, .. } => failure.status(),
             Error::Capacity(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Engine(_) | Error::Io { .. } | Error::Tls(_) => {

@@ -49,6 +49,7 @@ mod route;
 mod runtime;
 pub mod server;
 mod state;
+pub mod store;
 
 pub use body::{Body, BodyError, full};
 pub use deployment::{CompiledComponent, DeploymentConfig, DeploymentInfo};

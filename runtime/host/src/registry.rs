@@ -1,29 +1,49 @@
-//! The live set of deployments and their routes, replaced atomically on every change so that
-//! a request always sees one consistent table and in-flight requests keep the version they
-//! started with.
+//! The live set of deployments, their kept versions and their routes, replaced atomically on
+//! every change: a request always sees one consistent table, and in-flight requests keep the
+//! version they started with (they hold an `Arc` to it).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 
-use crate::deployment::{Deployment, DeploymentConfig, DeploymentInfo, SharedDeployment};
+use crate::deployment::{Deployment, DeploymentInfo, SharedDeployment};
 use crate::error::Error;
 use crate::route::RoutePattern;
 
-/// An immutable routing snapshot: routes sorted most specific first.
+/// One deployment: its kept versions (oldest first) and the live one.
+#[derive(Debug, Clone)]
+pub(crate) struct Entry {
+    pub(crate) versions: Vec<SharedDeployment>,
+    pub(crate) live: SharedDeployment,
+}
+
+/// An immutable snapshot: routes of live versions, most specific first.
 #[derive(Debug, Default)]
-struct RouteTable {
+pub(crate) struct Table {
     routes: Vec<(RoutePattern, SharedDeployment)>,
-    by_name: BTreeMap<String, SharedDeployment>,
+    pub(crate) by_name: BTreeMap<String, Entry>,
 }
 
 /// Deployments by name, and the route table built from them.
 #[derive(Debug, Default)]
 pub(crate) struct Registry {
-    table: ArcSwap<RouteTable>,
+    table: ArcSwap<Table>,
     /// Serialises writers; readers never take it.
     write: Mutex<()>,
+}
+
+/// What a change does to the table, decided under the write lock.
+pub(crate) enum Change {
+    /// Add a new version (its `version` field is assigned here) and make it live, keeping at
+    /// most `keep` versions.
+    Deploy { deployment: Deployment, keep: usize },
+    /// Make an earlier kept version live: a given one, or the one before the live one.
+    Rollback { name: String, to: Option<u64> },
+    /// Remove a deployment and all its versions.
+    Remove { name: String },
+    /// Replace everything (restoring from a store).
+    Restore(BTreeMap<String, Entry>),
 }
 
 impl Registry {
@@ -37,69 +57,130 @@ impl Registry {
             .map(|(_, deployment)| deployment.clone())
     }
 
-    /// Adds or replaces a deployment. Refused if one of its routes belongs to another.
-    pub(crate) fn deploy(&self, config: DeploymentConfig) -> Result<DeploymentInfo, Error> {
-        let _guard = self.write.lock().unwrap_or_else(|e| e.into_inner());
-        let current = self.table.load_full();
-        for route in &config.routes {
-            if let Some((_, owner)) = current
-                .routes
-                .iter()
-                .find(|(p, owner)| p == route && owner.name != config.name)
-            {
-                return Err(Error::RouteConflict {
-                    route: route.to_string(),
-                    owner: owner.name.clone(),
-                });
-            }
-        }
-        let version = current
-            .by_name
-            .get(&config.name)
-            .map_or(1, |d| d.version + 1);
-        let mut routes = config.routes;
-        routes.dedup();
-        let deployment = Arc::new(Deployment {
-            name: config.name,
-            version,
-            component: config.component,
-            routes,
-            limits: config.limits,
-        });
-        let info = deployment.info();
-        let mut by_name = current.by_name.clone();
-        by_name.insert(deployment.name.clone(), deployment);
-        self.table.store(Arc::new(build_table(by_name)));
-        Ok(info)
-    }
-
-    /// Removes a deployment; returns whether it existed.
-    pub(crate) fn remove(&self, name: &str) -> bool {
-        let _guard = self.write.lock().unwrap_or_else(|e| e.into_inner());
-        let current = self.table.load_full();
-        let mut by_name = current.by_name.clone();
-        let existed = by_name.remove(name).is_some();
-        if existed {
-            self.table.store(Arc::new(build_table(by_name)));
-        }
-        existed
-    }
-
     pub(crate) fn list(&self) -> Vec<DeploymentInfo> {
         self.table
             .load()
             .by_name
             .values()
-            .map(|d| d.info())
+            .map(|e| e.live.info(&e.versions))
             .collect()
+    }
+
+    /// Applies a change. `commit` sees the new table before it goes live and may refuse it
+    /// (e.g. persisting failed): then nothing changes.
+    pub(crate) fn apply(
+        &self,
+        change: Change,
+        commit: impl FnOnce(&BTreeMap<String, Entry>) -> Result<(), Error>,
+    ) -> Result<Option<DeploymentInfo>, Error> {
+        let _guard = self.write.lock().unwrap_or_else(|e| e.into_inner());
+        let current = self.table.load_full();
+        let mut by_name = current.by_name.clone();
+        let changed = match change {
+            Change::Deploy {
+                mut deployment,
+                keep,
+            } => {
+                check_routes(&by_name, &deployment.name, &deployment.routes)?;
+                let entry = by_name.get(&deployment.name);
+                deployment.version = entry
+                    .and_then(|e| e.versions.iter().map(|d| d.version).max())
+                    .map_or(1, |v| v + 1);
+                let deployment = Arc::new(deployment);
+                let mut versions = entry.map(|e| e.versions.clone()).unwrap_or_default();
+                versions.push(deployment.clone());
+                let excess = versions.len().saturating_sub(keep.max(1));
+                versions.drain(..excess);
+                by_name.insert(
+                    deployment.name.clone(),
+                    Entry {
+                        versions,
+                        live: deployment.clone(),
+                    },
+                );
+                Some(deployment.name.clone())
+            }
+            Change::Rollback { name, to } => {
+                let entry = by_name
+                    .get(&name)
+                    .ok_or_else(|| Error::UnknownDeployment(name.clone()))?;
+                let target = match to {
+                    Some(v) => entry.versions.iter().find(|d| d.version == v),
+                    None => entry
+                        .versions
+                        .iter()
+                        .rev()
+                        .find(|d| d.version < entry.live.version),
+                };
+                let target = target.cloned().ok_or_else(|| Error::UnknownVersion {
+                    name: name.clone(),
+                    version: to.unwrap_or(0),
+                    kept: entry
+                        .versions
+                        .iter()
+                        .map(|d| d.version.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                })?;
+                check_routes(&by_name, &name, &target.routes)?;
+                let versions = entry.versions.clone();
+                by_name.insert(
+                    name.clone(),
+                    Entry {
+                        versions,
+                        live: target,
+                    },
+                );
+                Some(name)
+            }
+            Change::Remove { name } => {
+                by_name
+                    .remove(&name)
+                    .ok_or_else(|| Error::UnknownDeployment(name.clone()))?;
+                None
+            }
+            Change::Restore(entries) => {
+                by_name = entries;
+                None
+            }
+        };
+        commit(&by_name)?;
+        let info = changed.and_then(|name| by_name.get(&name).map(|e| e.live.info(&e.versions)));
+        self.table.store(Arc::new(build_table(by_name)));
+        Ok(info)
     }
 }
 
-fn build_table(by_name: BTreeMap<String, SharedDeployment>) -> RouteTable {
+/// Refuses routes that a live version of another deployment serves.
+fn check_routes(
+    by_name: &BTreeMap<String, Entry>,
+    name: &str,
+    routes: &[RoutePattern],
+) -> Result<(), Error> {
+    for route in routes {
+        if let Some(owner) = by_name
+            .values()
+            .find(|e| e.live.name != name && e.live.routes.contains(route))
+        {
+            return Err(Error::RouteConflict {
+                route: route.to_string(),
+                owner: owner.live.name.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn build_table(by_name: BTreeMap<String, Entry>) -> Table {
     let mut routes: Vec<(RoutePattern, SharedDeployment)> = by_name
         .values()
-        .flat_map(|d| d.routes.iter().map(move |r| (r.clone(), d.clone())))
+        .flat_map(|e| {
+            e.live
+                .routes
+                .iter()
+                .map(move |r| (r.clone(), e.live.clone()))
+        })
         .collect();
     routes.sort_by(|a, b| a.0.specificity_cmp(&b.0));
-    RouteTable { routes, by_name }
+    Table { routes, by_name }
 }

@@ -179,7 +179,7 @@ mod tests {
 
     #[test]
     fn most_specific_sorts_first() {
-        let mut routes = vec![
+        let mut routes = [
             p("*/*"),
             p("*.example.com/*"),
             p("example.com/api/*"),

@@ -7,13 +7,19 @@ use bytes::Bytes;
 use wasmtime::Engine;
 use wasmtime::component::{Component, Linker};
 
+use std::collections::BTreeMap;
+
 use crate::bindings::HandlerPre;
 use crate::body::Body;
+use crate::deployment::Deployment;
 use crate::deployment::{CompiledComponent, DeploymentConfig, DeploymentInfo};
 use crate::engine::{EngineOptions, EpochTicker, build_engine};
 use crate::error::Error;
+use crate::limits::Limits;
 use crate::registry::Registry;
+use crate::registry::{Change, Entry};
 use crate::state::RequestState;
+use crate::store::{DeploymentStore, StoredDeployment, StoredState, StoredVersion, sha256_hex};
 
 /// Where a guest's stdout and stderr go.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -27,10 +33,23 @@ pub enum GuestOutput {
 }
 
 /// Configures and builds a [`Runtime`]. Every setter documents its default.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct RuntimeBuilder {
     pub(crate) engine: EngineOptions,
     pub(crate) guest_output: GuestOutput,
+    store: Option<Arc<dyn DeploymentStore>>,
+    keep_versions: usize,
+}
+
+impl Default for RuntimeBuilder {
+    fn default() -> Self {
+        Self {
+            engine: EngineOptions::default(),
+            guest_output: GuestOutput::Discard,
+            store: None,
+            keep_versions: 10,
+        }
+    }
 }
 
 impl RuntimeBuilder {
@@ -68,7 +87,21 @@ impl RuntimeBuilder {
         self
     }
 
-    /// Builds the runtime: creates the engine and starts its epoch thread.
+    /// Persists deployments in `store` and restores them from it when the runtime is built.
+    /// Default is none: deployments live in memory only.
+    pub fn store(&mut self, store: Arc<dyn DeploymentStore>) -> &mut Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// How many versions of each deployment are kept for rollback. Default is 10.
+    pub fn keep_versions(&mut self, count: usize) -> &mut Self {
+        self.keep_versions = count.max(1);
+        self
+    }
+
+    /// Builds the runtime: creates the engine, starts its epoch thread, and restores the
+    /// deployments of the store, if one is set (from precompiled artifacts: no recompiling).
     pub fn build(&self) -> Result<Runtime, Error> {
         let engine = build_engine(&self.engine)?;
         let ticker = EpochTicker::start(&engine, self.engine.epoch_tick)?;
@@ -76,15 +109,21 @@ impl RuntimeBuilder {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .and_then(|()| wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker))
             .map_err(|e| Error::Engine(format!("cannot link WASI: {e}")))?;
-        Ok(Runtime {
+        let engine_key = engine_key(&engine);
+        let runtime = Runtime {
             inner: Arc::new(Inner {
                 engine,
+                engine_key,
                 linker,
                 registry: Registry::default(),
                 options: self.clone(),
                 _ticker: ticker,
             }),
-        })
+        };
+        if let Some(store) = &self.store {
+            runtime.restore(store.as_ref())?;
+        }
+        Ok(runtime)
     }
 }
 
@@ -99,6 +138,7 @@ pub struct Runtime {
 
 pub(crate) struct Inner {
     pub(crate) engine: Engine,
+    engine_key: String,
     linker: Linker<RequestState>,
     pub(crate) registry: Registry,
     pub(crate) options: RuntimeBuilder,
@@ -128,14 +168,135 @@ impl Runtime {
     /// Compiles a component (binary, or WAT text) and checks that the host can run it: its
     /// imports are all provided and it exports `wasi:http/incoming-handler`.
     pub fn compile(&self, bytes: &[u8]) -> Result<CompiledComponent, Error> {
+        let digest = sha256_hex(bytes);
         let component =
             Component::new(&self.inner.engine, bytes).map_err(|e| Error::InvalidComponent {
                 reason: first_line(&e),
             })?;
-        self.prepare(component)
+        let compiled = self.prepare(component, &digest)?;
+        if let Some(store) = &self.inner.options.store {
+            store.put_component(&digest, bytes)?;
+            self.store_precompiled(store.as_ref(), &compiled);
+        }
+        Ok(compiled)
     }
 
-    fn prepare(&self, component: Component) -> Result<CompiledComponent, Error> {
+    /// Caches the compiled artifact; a failure only costs a recompile at the next restart.
+    fn store_precompiled(&self, store: &dyn DeploymentStore, compiled: &CompiledComponent) {
+        let artifact = compiled.component().serialize();
+        let stored = artifact.map_err(|e| first_line(&e)).and_then(|bytes| {
+            store
+                .put_precompiled(&compiled.digest, &self.inner.engine_key, &bytes)
+                .map_err(|e| e.to_string())
+        });
+        if let Err(e) = stored {
+            tracing::warn!(digest = %compiled.digest, error = %e, "cannot cache the compiled component");
+        }
+    }
+
+    /// Loads a stored component: from its precompiled artifact when there is a usable one,
+    /// otherwise by compiling its bytes (and caching the result).
+    fn load_stored(
+        &self,
+        store: &dyn DeploymentStore,
+        digest: &str,
+    ) -> Result<CompiledComponent, Error> {
+        if let Some(path) = store.precompiled(digest, &self.inner.engine_key) {
+            match deserialize(&self.inner.engine, &path) {
+                Ok(component) => return self.prepare(component, digest),
+                Err(e) => tracing::warn!(path = %path.display(), error = %e, "recompiling"),
+            }
+        }
+        let bytes = store.get_component(digest)?;
+        if sha256_hex(&bytes) != digest {
+            return Err(Error::Store(format!(
+                "component {digest} is corrupt (hash mismatch)"
+            )));
+        }
+        let component =
+            Component::new(&self.inner.engine, &bytes).map_err(|e| Error::InvalidComponent {
+                reason: first_line(&e),
+            })?;
+        let compiled = self.prepare(component, digest)?;
+        self.store_precompiled(store, &compiled);
+        Ok(compiled)
+    }
+
+    fn restore(&self, store: &dyn DeploymentStore) -> Result<(), Error> {
+        let state = store.load()?;
+        let mut entries = BTreeMap::new();
+        for (name, stored) in state.deployments {
+            let mut versions = Vec::new();
+            for v in &stored.versions {
+                let component = self.load_stored(store, &v.component)?;
+                let mut config = DeploymentConfig::new(name.clone(), component).limits(
+                    Limits::default()
+                        .cpu_time(Duration::from_millis(v.cpu_ms))
+                        .wall_time(Duration::from_millis(v.wall_ms))
+                        .memory(v.memory),
+                );
+                for route in &v.routes {
+                    config.routes.push(route.parse()?);
+                }
+                config.vars = v.vars.clone();
+                let mut deployment = Deployment::new(config, v.created);
+                deployment.version = v.version;
+                versions.push(Arc::new(deployment));
+            }
+            let live = versions
+                .iter()
+                .find(|d| d.version == stored.live)
+                .cloned()
+                .ok_or_else(|| {
+                    Error::Store(format!(
+                        "deployment '{name}' has no live version {}",
+                        stored.live
+                    ))
+                })?;
+            entries.insert(name, Entry { versions, live });
+        }
+        self.inner
+            .registry
+            .apply(Change::Restore(entries), |_| Ok(()))?;
+        Ok(())
+    }
+
+    /// Commits a new table to the store, if there is one.
+    fn persist(&self, by_name: &BTreeMap<String, Entry>) -> Result<(), Error> {
+        let Some(store) = &self.inner.options.store else {
+            return Ok(());
+        };
+        let mut state = StoredState {
+            format: 1,
+            ..StoredState::default()
+        };
+        for (name, entry) in by_name {
+            let versions = entry
+                .versions
+                .iter()
+                .map(|d| StoredVersion {
+                    version: d.version,
+                    component: d.component.digest.to_string(),
+                    routes: d.routes.iter().map(ToString::to_string).collect(),
+                    vars: d.vars.clone(),
+                    cpu_ms: u64::try_from(d.limits.cpu_time.as_millis()).unwrap_or(u64::MAX),
+                    wall_ms: u64::try_from(d.limits.wall_time.as_millis()).unwrap_or(u64::MAX),
+                    memory: d.limits.memory,
+                    created: d.created,
+                })
+                .collect();
+            state.deployments.insert(
+                name.clone(),
+                StoredDeployment {
+                    live: entry.live.version,
+                    versions,
+                },
+            );
+        }
+        store.save(&state)
+    }
+
+    fn prepare(&self, component: Component, digest: &str) -> Result<CompiledComponent, Error> {
         let instance_pre =
             self.inner
                 .linker
@@ -149,18 +310,58 @@ impl Runtime {
                 first_line(&e)
             ),
         })?;
-        Ok(CompiledComponent { pre })
+        Ok(CompiledComponent {
+            pre,
+            digest: digest.into(),
+        })
     }
 
-    /// Deploys a component under a name, replacing any deployment of that name atomically:
+    /// Deploys a component under a name as a new version and makes it live atomically:
     /// requests already running finish on the old version, new ones get the new version.
+    /// Refused, with nothing changed, if a route belongs to another deployment. With a store,
+    /// the new state is committed before it goes live.
     pub fn deploy(&self, config: DeploymentConfig) -> Result<DeploymentInfo, Error> {
-        self.inner.registry.deploy(config)
+        validate_name(&config.name)?;
+        let created = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let change = Change::Deploy {
+            deployment: Deployment::new(config, created),
+            keep: self.inner.options.keep_versions,
+        };
+        self.apply(change)
     }
 
-    /// Removes a deployment; returns whether it existed.
-    pub fn remove(&self, name: &str) -> bool {
-        self.inner.registry.remove(name)
+    /// Makes an earlier kept version live again, instantly (it is still compiled): version
+    /// `to`, or the one before the live version when `to` is `None`.
+    pub fn rollback(&self, name: &str, to: Option<u64>) -> Result<DeploymentInfo, Error> {
+        self.apply(Change::Rollback {
+            name: name.to_owned(),
+            to,
+        })
+    }
+
+    /// Removes a deployment and all its versions.
+    pub fn remove(&self, name: &str) -> Result<(), Error> {
+        self.apply(Change::Remove {
+            name: name.to_owned(),
+        })
+        .map(|_| ())
+    }
+
+    fn apply(&self, change: Change) -> Result<DeploymentInfo, Error> {
+        let info = self
+            .inner
+            .registry
+            .apply(change, |by_name| self.persist(by_name))?;
+        Ok(info.unwrap_or_else(|| DeploymentInfo {
+            name: String::new(),
+            version: 0,
+            versions: Vec::new(),
+            component: String::new(),
+            routes: Vec::new(),
+            limits: Limits::default(),
+        }))
     }
 
     /// The live deployments, by name.
@@ -181,6 +382,42 @@ impl Runtime {
     {
         crate::dispatch::handle(self, request).await
     }
+}
+
+/// Deployment names: 1 to 64 of `a-z`, `0-9`, `-`, `_` (they appear in paths and logs).
+fn validate_name(name: &str) -> Result<(), Error> {
+    let ok = (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidName(name.to_owned()))
+    }
+}
+
+/// A stable key for "artifacts this engine can load".
+fn engine_key(engine: &Engine) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut hasher);
+    format!("{:016x}", hasher.finish())
+}
+
+#[allow(unsafe_code)]
+fn deserialize(engine: &Engine, path: &std::path::Path) -> Result<Component, Error> {
+    // SAFETY: `path` is a precompiled artifact that this host wrote into its own store with
+    // `Component::serialize` (see `store_precompiled`); wasmtime also checks the header
+    // against the engine's configuration before using it.
+    let result = unsafe { Component::deserialize_file(engine, path) };
+    result.map_err(|e| Error::InvalidComponent {
+        reason: format!(
+            "precompiled artifact {}: {}",
+            path.display(),
+            first_line(&e)
+        ),
+    })
 }
 
 /// The first line of an error chain, without wasmtime's multi-line backtrace.

@@ -27,6 +27,7 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 pub use tls::TlsIdentity;
+pub(crate) use tls::write_atomically;
 
 use crate::error::Error;
 use crate::runtime::Runtime;

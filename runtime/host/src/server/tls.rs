@@ -74,7 +74,12 @@ impl TlsIdentity {
             );
             write_atomically(&path, pem.as_bytes())?;
         }
-        Ok((Self::from_pem_files(&path, &path)?, path))
+        // One read for both: another host may replace the file between two reads.
+        let pem = std::fs::read(&path)
+            .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+        let identity = Self::from_pem(&pem, &pem)
+            .map_err(|e| Error::Tls(format!("{}: {e}", path.display())))?;
+        Ok((identity, path))
     }
 
     /// A rustls server configuration offering h2 and http/1.1 by ALPN.

@@ -58,7 +58,7 @@ fn bad_components_are_refused_with_the_reason() {
         let err = runtime.compile(bytes).unwrap_err();
         assert!(matches!(err, Error::InvalidComponent { .. }), "{err}");
         assert!(err.to_string().contains(expected), "{err}");
-        assert_eq!(err.status(), 422);
+        assert_eq!(err.status(), 400);
     }
     // A component importing something the host does not provide.
     let wat = r#"(component (import "acme:missing/thing" (instance (export "f" (func)))))"#;
@@ -95,6 +95,6 @@ async fn deploys_swap_atomically_and_routes_are_owned() {
         .await
         .unwrap();
     assert_eq!(&body.to_bytes()[..], b"1\n");
-    assert!(runtime.remove("hello"));
+    runtime.remove("hello").unwrap();
     assert!(runtime.deployments().is_empty());
 }
