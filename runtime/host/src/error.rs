@@ -62,6 +62,9 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A configuration file is malformed or has an unknown key.
+    #[error("config: {0}")]
+    Config(String),
     /// The deployment store failed or holds something unreadable.
     #[error("store: {0}")]
     Store(String),
@@ -96,7 +99,7 @@ impl Error {
             Error::InvalidComponent { .. } | Error::InvalidRoute(_) => StatusCode::BAD_REQUEST,
             Error::RouteConflict { .. } => StatusCode::CONFLICT,
             Error::UnknownDeployment(_) | Error::UnknownVersion { .. } => StatusCode::NOT_FOUND,
-            Error::InvalidName(_) => StatusCode::BAD_REQUEST,
+            Error::InvalidName(_) | Error::Config(_) => StatusCode::BAD_REQUEST,
             Error::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Error::Guest { failure, .. } => failure.status(),
             Error::Capacity(_) => StatusCode::SERVICE_UNAVAILABLE,

@@ -39,6 +39,7 @@
 
 mod bindings;
 mod body;
+pub mod config;
 mod deployment;
 mod dispatch;
 mod engine;

@@ -15,6 +15,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
+use super::admin::{self, AdminOptions};
 use crate::dispatch::ConnectionInfo;
 use crate::runtime::Runtime;
 
@@ -29,10 +30,20 @@ pub(crate) fn connection_builder() -> auto::Builder<TokioExecutor> {
     builder
 }
 
+/// What a listener serves.
+#[derive(Clone, Debug)]
+pub(crate) enum Role {
+    /// Requests for deployments.
+    Public,
+    /// The admin API.
+    Admin(AdminOptions),
+}
+
 /// Accepts connections until `stop` flips, serving each with the runtime.
 pub(crate) async fn accept_loop(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
+    role: Role,
     runtime: Runtime,
     builder: Arc<auto::Builder<TokioExecutor>>,
     graceful: Arc<GracefulShutdown>,
@@ -56,9 +67,10 @@ pub(crate) async fn accept_loop(
         let builder = builder.clone();
         let watcher = graceful.watcher();
         let tls = tls.clone();
+        let role = role.clone();
         tokio::spawn(async move {
             match tls {
-                None => serve(stream, false, remote, runtime, &builder, watcher).await,
+                None => serve(stream, false, remote, runtime, role, &builder, watcher).await,
                 Some(acceptor) => {
                     let handshake = tokio::time::timeout(
                         std::time::Duration::from_secs(10),
@@ -66,7 +78,7 @@ pub(crate) async fn accept_loop(
                     );
                     match handshake.await {
                         Ok(Ok(stream)) => {
-                            serve(stream, true, remote, runtime, &builder, watcher).await
+                            serve(stream, true, remote, runtime, role, &builder, watcher).await
                         }
                         Ok(Err(e)) => tracing::debug!(%remote, error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%remote, "TLS handshake timed out"),
@@ -82,6 +94,7 @@ async fn serve<S>(
     tls: bool,
     remote: SocketAddr,
     runtime: Runtime,
+    role: Role,
     builder: &auto::Builder<TokioExecutor>,
     watcher: Watcher,
 ) where
@@ -90,11 +103,15 @@ async fn serve<S>(
     let info = ConnectionInfo::new(tls, Some(remote));
     let service = service_fn(move |mut request: http::Request<Incoming>| {
         let runtime = runtime.clone();
+        let role = role.clone();
         request.extensions_mut().insert(info);
         async move {
-            Ok::<_, Infallible>(match runtime.handle(request).await {
-                Ok(response) => response,
-                Err(error) => error.into_response(),
+            Ok::<_, Infallible>(match role {
+                Role::Public => match runtime.handle(request).await {
+                    Ok(response) => response,
+                    Err(error) => error.into_response(),
+                },
+                Role::Admin(options) => admin::handle(runtime, options, request).await,
             })
         }
     });

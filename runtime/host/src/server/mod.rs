@@ -14,6 +14,7 @@
 //! # Ok(()) }
 //! ```
 
+mod admin;
 mod h1h2;
 mod tls;
 
@@ -26,6 +27,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
+pub use admin::{AdminOptions, load_or_create_token};
 pub use tls::TlsIdentity;
 pub(crate) use tls::write_atomically;
 
@@ -38,10 +40,18 @@ pub struct ServerBuilder {
     runtime: Runtime,
     http: Option<SocketAddr>,
     https: Option<(SocketAddr, TlsIdentity)>,
+    admin: Option<(SocketAddr, AdminOptions)>,
     drain_timeout: Duration,
 }
 
 impl ServerBuilder {
+    /// Serves the admin API (plaintext HTTP/1.1; keep it on loopback or a private network)
+    /// on `addr`. Default is none.
+    pub fn admin(mut self, addr: SocketAddr, options: AdminOptions) -> Self {
+        self.admin = Some((addr, options));
+        self
+    }
+
     /// Serves plaintext HTTP/1.1 and h2c (prior knowledge) on `addr`. Default is none.
     pub fn http(mut self, addr: SocketAddr) -> Self {
         self.http = Some(addr);
@@ -79,10 +89,16 @@ impl ServerBuilder {
             }
             None => None,
         };
+        let admin = match self.admin {
+            Some((addr, options)) => Some((bind(addr).await?, options)),
+            None => None,
+        };
         let local = |l: &TcpListener| l.local_addr().ok();
         Ok(Server {
             http_addr: http.as_ref().and_then(local),
             https_addr: https.as_ref().and_then(|(l, _)| local(l)),
+            admin_addr: admin.as_ref().and_then(|(l, _)| local(l)),
+            admin,
             runtime: self.runtime,
             http,
             https,
@@ -96,7 +112,9 @@ pub struct Server {
     runtime: Runtime,
     http: Option<TcpListener>,
     https: Option<(TcpListener, TlsAcceptor)>,
+    admin: Option<(TcpListener, AdminOptions)>,
     http_addr: Option<SocketAddr>,
+    admin_addr: Option<SocketAddr>,
     https_addr: Option<SocketAddr>,
     drain_timeout: Duration,
 }
@@ -106,6 +124,7 @@ impl std::fmt::Debug for Server {
         f.debug_struct("Server")
             .field("http_addr", &self.http_addr)
             .field("https_addr", &self.https_addr)
+            .field("admin_addr", &self.admin_addr)
             .finish_non_exhaustive()
     }
 }
@@ -117,6 +136,7 @@ impl Server {
             runtime,
             http: None,
             https: None,
+            admin: None,
             drain_timeout: Duration::from_secs(30),
         }
     }
@@ -124,6 +144,11 @@ impl Server {
     /// The bound plaintext address, if any.
     pub fn http_addr(&self) -> Option<SocketAddr> {
         self.http_addr
+    }
+
+    /// The bound admin address, if any.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
     }
 
     /// The bound TLS address, if any.
@@ -142,6 +167,7 @@ impl Server {
             loops.push(tokio::spawn(h1h2::accept_loop(
                 listener,
                 None,
+                h1h2::Role::Public,
                 self.runtime.clone(),
                 builder.clone(),
                 graceful.clone(),
@@ -152,6 +178,18 @@ impl Server {
             loops.push(tokio::spawn(h1h2::accept_loop(
                 listener,
                 Some(acceptor),
+                h1h2::Role::Public,
+                self.runtime.clone(),
+                builder.clone(),
+                graceful.clone(),
+                stop_rx.clone(),
+            )));
+        }
+        if let Some((listener, options)) = self.admin {
+            loops.push(tokio::spawn(h1h2::accept_loop(
+                listener,
+                None,
+                h1h2::Role::Admin(options),
                 self.runtime.clone(),
                 builder.clone(),
                 graceful.clone(),

@@ -1,0 +1,271 @@
+//! `virga.toml`: the host's configuration file. Unknown keys are refused with their name.
+//! See `virga.example.toml` at the repository root for every key with its default.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::error::Error;
+use crate::limits::Limits;
+
+/// The whole configuration file.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Config {
+    /// Listeners, TLS, admin API, state.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// Default limits of deployments that do not set their own.
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    /// Deployments declared in the file, deployed at start.
+    #[serde(default)]
+    pub deployments: Vec<StaticDeployment>,
+}
+
+/// `[server]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct ServerConfig {
+    /// Plaintext listener (HTTP/1.1, h2c), or "off". Default "127.0.0.1:8080".
+    #[serde(default = "default_http", deserialize_with = "listen")]
+    pub http: Option<SocketAddr>,
+    /// TLS listener (HTTP/1.1, HTTP/2), or "off". Default "127.0.0.1:8443".
+    #[serde(default = "default_https", deserialize_with = "listen")]
+    pub https: Option<SocketAddr>,
+    /// PEM certificate chain; with `tls_key`. Default: a self-signed certificate for
+    /// localhost kept in the state directory.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// Admin API listener, or "off". Default "127.0.0.1:8081" (loopback only).
+    #[serde(default = "default_admin", deserialize_with = "listen")]
+    pub admin: Option<SocketAddr>,
+    /// Admin bearer token. Default: `VIRGA_TOKEN`, else generated into
+    /// `STATE_DIR/admin-token` (mode 0600) at first start.
+    pub admin_token: Option<String>,
+    /// Where deployments and the self-signed certificate live. Default ".virga".
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+    /// Largest component upload, MiB. Default 64.
+    #[serde(default = "default_max_upload")]
+    pub max_upload_mib: u64,
+    /// Versions kept per deployment for rollback. Default 10.
+    #[serde(default = "default_keep")]
+    pub keep_versions: usize,
+    /// Instances that may run at once (requests in flight). Default 1000.
+    #[serde(default = "default_instances")]
+    pub max_instances: u32,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            http: default_http(),
+            https: default_https(),
+            tls_cert: None,
+            tls_key: None,
+            admin: default_admin(),
+            admin_token: None,
+            state_dir: default_state_dir(),
+            max_upload_mib: default_max_upload(),
+            keep_versions: default_keep(),
+            max_instances: default_instances(),
+        }
+    }
+}
+
+/// Limits as written in the file; unset values fall back (to `[limits]`, then the built-in
+/// defaults: 50 ms CPU, 30 000 ms wall clock, 128 MiB memory).
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct LimitsConfig {
+    /// Guest CPU time per request, ms.
+    pub cpu_ms: Option<u64>,
+    /// Wall-clock time per request, ms.
+    pub wall_ms: Option<u64>,
+    /// Linear memory, MiB.
+    pub memory_mib: Option<u64>,
+}
+
+impl LimitsConfig {
+    /// These limits over `base`.
+    pub fn over(&self, base: &Limits) -> Limits {
+        let mut limits = base.clone();
+        if let Some(ms) = self.cpu_ms {
+            limits.cpu_time = Duration::from_millis(ms);
+        }
+        if let Some(ms) = self.wall_ms {
+            limits.wall_time = Duration::from_millis(ms);
+        }
+        if let Some(mib) = self.memory_mib {
+            limits.memory = mib.saturating_mul(1 << 20);
+        }
+        limits
+    }
+}
+
+/// `[[deployments]]`: a deployment declared in the file.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct StaticDeployment {
+    /// Its name.
+    pub name: String,
+    /// Path of the component (`.wasm`), relative to the config file.
+    pub module: PathBuf,
+    /// Route patterns.
+    pub routes: Vec<String>,
+    /// Variables for the guest.
+    #[serde(default)]
+    pub vars: BTreeMap<String, String>,
+    /// Its limits, over `[limits]`.
+    #[serde(default)]
+    pub limits: LimitsConfig,
+}
+
+impl Config {
+    /// Parses a configuration; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Self, Error> {
+        let config: Config = toml::from_str(text)
+            .map_err(|e| Error::Config(format!("{origin}: {}", e.message())))?;
+        config.check(origin)?;
+        Ok(config)
+    }
+
+    /// Reads and parses a file; relative module paths are resolved against its directory.
+    pub fn load(path: &Path) -> Result<Self, Error> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+        let mut config = Self::parse(&text, &path.display().to_string())?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for deployment in &mut config.deployments {
+            if deployment.module.is_relative() {
+                deployment.module = base.join(&deployment.module);
+            }
+        }
+        Ok(config)
+    }
+
+    /// The default limits: `[limits]` over the built-in defaults.
+    pub fn default_limits(&self) -> Limits {
+        self.limits.over(&Limits::default())
+    }
+
+    fn check(&self, origin: &str) -> Result<(), Error> {
+        let fail = |m: String| Err(Error::Config(format!("{origin}: {m}")));
+        if self.server.tls_cert.is_some() != self.server.tls_key.is_some() {
+            return fail("set both tls_cert and tls_key, or neither".into());
+        }
+        if self.server.max_upload_mib == 0 {
+            return fail("max_upload_mib must be at least 1".into());
+        }
+        for d in &self.deployments {
+            if d.routes.is_empty() {
+                return fail(format!("deployment '{}' has no routes", d.name));
+            }
+            for route in &d.routes {
+                if let Err(e) = route.parse::<crate::RoutePattern>() {
+                    return fail(format!("deployment '{}': {e}", d.name));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn listen<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+    let text = String::deserialize(d)?;
+    if text == "off" {
+        return Ok(None);
+    }
+    text.parse().map(Some).map_err(|_| {
+        serde::de::Error::custom(format!(
+            "'{text}' is not an address like 127.0.0.1:8080 or \"off\""
+        ))
+    })
+}
+
+fn default_http() -> Option<SocketAddr> {
+    Some(SocketAddr::from(([127, 0, 0, 1], 8080)))
+}
+fn default_https() -> Option<SocketAddr> {
+    Some(SocketAddr::from(([127, 0, 0, 1], 8443)))
+}
+fn default_admin() -> Option<SocketAddr> {
+    Some(SocketAddr::from(([127, 0, 0, 1], 8081)))
+}
+fn default_state_dir() -> PathBuf {
+    PathBuf::from(".virga")
+}
+fn default_max_upload() -> u64 {
+    64
+}
+fn default_keep() -> usize {
+    10
+}
+fn default_instances() -> u32 {
+    1000
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_config_parses() {
+        let text = include_str!("../../../virga.example.toml");
+        let config = Config::parse(text, "virga.example.toml").unwrap();
+        assert_eq!(config.server.admin, default_admin());
+        assert_eq!(config.deployments.len(), 1);
+        assert_eq!(config.deployments[0].limits.cpu_ms, Some(100));
+    }
+
+    #[test]
+    fn an_empty_file_gives_the_defaults() {
+        let config = Config::parse("", "empty").unwrap();
+        assert_eq!(config.server.http, default_http());
+        assert_eq!(config.server.state_dir, PathBuf::from(".virga"));
+        assert_eq!(config.default_limits(), Limits::default());
+    }
+
+    #[test]
+    fn bad_configs_name_the_problem() {
+        for (text, expected) in [
+            ("[server]\nlisten = \"x\"", "unknown field `listen`"),
+            ("[limit]\ncpu_ms = 1", "unknown field `limit`"),
+            (
+                "[server]\nhttp = \"nowhere\"",
+                "'nowhere' is not an address",
+            ),
+            ("[limits]\ncpu_ms = \"fast\"", "invalid type"),
+            (
+                "[server]\ntls_cert = \"c.pem\"",
+                "set both tls_cert and tls_key",
+            ),
+            (
+                "[[deployments]]\nname = \"a\"\nmodule = \"a.wasm\"\nroutes = []",
+                "has no routes",
+            ),
+            (
+                "[[deployments]]\nname = \"a\"\nmodule = \"a.wasm\"\nroutes = [\"nohost\"]",
+                "needs a path part",
+            ),
+            (
+                "[[deployments]]\nname = \"a\"\nmodule = \"a.wasm\"\nroutes = [\"*/*\"]\nallow = []",
+                "unknown field `allow`",
+            ),
+            ("[server", "unclosed table"),
+        ] {
+            let err = Config::parse(text, "test.toml").unwrap_err().to_string();
+            assert!(err.contains(expected), "{text:?}: {err}");
+            assert!(err.contains("test.toml"), "{err}");
+        }
+    }
+}

@@ -1,0 +1,310 @@
+//! The admin API: HTTP/JSON on the admin address, bearer-token authenticated.
+//!
+//! | method | path | does |
+//! |---|---|---|
+//! | GET | `/v1/health` | `{"status":"ok"}` (no token needed, for probes) |
+//! | GET | `/v1/deployments` | list deployments with their kept versions |
+//! | PUT | `/v1/deployments/{name}?route=R&route=R2&var=K=V&cpu_ms=&wall_ms=&memory_mib=` | body: the component; deploys it as a new version |
+//! | POST | `/v1/deployments/{name}/rollback[?to=N]` | makes version N (default: the previous one) live |
+//! | DELETE | `/v1/deployments/{name}` | removes the deployment |
+//!
+//! Every other call needs `Authorization: Bearer TOKEN`; without it (or with a wrong one) the
+//! answer is 401 and nothing changes. Errors are `{"error": "..."}` with the status of
+//! [`Error::status`](crate::Error::status).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use serde_json::{Value, json};
+
+use crate::body::{Body, full};
+use crate::deployment::{DeploymentConfig, DeploymentInfo};
+use crate::error::Error;
+use crate::limits::Limits;
+use crate::runtime::Runtime;
+
+/// How the admin API is guarded.
+#[derive(Clone)]
+pub struct AdminOptions {
+    token: Arc<str>,
+    max_upload: usize,
+}
+
+impl std::fmt::Debug for AdminOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminOptions")
+            .field("token", &"<hidden>")
+            .field("max_upload", &self.max_upload)
+            .finish()
+    }
+}
+
+impl AdminOptions {
+    /// Admin calls must carry `Authorization: Bearer {token}`. Uploads up to 64 MiB.
+    pub fn new(token: impl Into<String>) -> Self {
+        Self {
+            token: token.into().into(),
+            max_upload: 64 << 20,
+        }
+    }
+
+    /// The largest component upload accepted; larger ones get 413. Default is 64 MiB.
+    pub fn max_upload(mut self, bytes: usize) -> Self {
+        self.max_upload = bytes;
+        self
+    }
+}
+
+/// Reads the admin token from `path`, or creates one there (32 random bytes, hex, file mode
+/// 0600) if there is none.
+pub fn load_or_create_token(path: &std::path::Path) -> Result<String, Error> {
+    match std::fs::read_to_string(path) {
+        Ok(token) if !token.trim().is_empty() => return Ok(token.trim().to_owned()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
+    }
+    let mut bytes = [0u8; 32];
+    aws_lc_rs::rand::fill(&mut bytes).map_err(|_| Error::Engine("no randomness".into()))?;
+    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+    }
+    super::write_atomically(path, token.as_bytes())?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| Error::io(format!("restricting {}", path.display()), e))?;
+    }
+    Ok(token)
+}
+
+fn reply(status: StatusCode, value: Value) -> Response<Body> {
+    let mut response = Response::new(full(format!("{value}\n")));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+fn error(status: StatusCode, message: impl std::fmt::Display) -> Response<Body> {
+    reply(status, json!({ "error": message.to_string() }))
+}
+
+fn from_error(e: &Error) -> Response<Body> {
+    error(e.status(), e)
+}
+
+fn info_json(info: &DeploymentInfo) -> Value {
+    json!({
+        "name": info.name,
+        "version": info.version,
+        "versions": info.versions,
+        "component": info.component,
+        "routes": info.routes,
+        "limits": {
+            "cpu_ms": info.limits.cpu_time.as_millis() as u64,
+            "wall_ms": info.limits.wall_time.as_millis() as u64,
+            "memory": info.limits.memory,
+        },
+    })
+}
+
+fn authorized(options: &AdminOptions, request: &http::Request<impl Sized>) -> bool {
+    let Some(value) = request.headers().get(http::header::AUTHORIZATION) else {
+        return false;
+    };
+    let Some(given) = value.as_bytes().strip_prefix(b"Bearer ") else {
+        return false;
+    };
+    aws_lc_rs::constant_time::verify_slices_are_equal(given, options.token.as_bytes()).is_ok()
+}
+
+/// Answers one admin request.
+pub(crate) async fn handle<B>(
+    runtime: Runtime,
+    options: AdminOptions,
+    request: http::Request<B>,
+) -> Response<Body>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let path = request.uri().path().to_owned();
+    let method = request.method().clone();
+    if method == Method::GET && path == "/v1/health" {
+        return reply(StatusCode::OK, json!({ "status": "ok" }));
+    }
+    if !authorized(&options, &request) {
+        let mut response = error(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong admin token (Authorization: Bearer TOKEN)",
+        );
+        response.headers_mut().insert(
+            http::header::WWW_AUTHENTICATE,
+            http::HeaderValue::from_static("Bearer"),
+        );
+        return response;
+    }
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match (&method, segments.as_slice()) {
+        (&Method::GET, ["v1", "deployments"]) => {
+            let list: Vec<Value> = runtime.deployments().iter().map(info_json).collect();
+            reply(StatusCode::OK, json!({ "deployments": list }))
+        }
+        (&Method::PUT, ["v1", "deployments", name]) => {
+            let name = (*name).to_owned();
+            deploy(runtime, options, name, request).await
+        }
+        (&Method::POST, ["v1", "deployments", name, "rollback"]) => {
+            let mut to = None;
+            for (key, value) in query(&request) {
+                match (key.as_str(), value.parse::<u64>()) {
+                    ("to", Ok(v)) => to = Some(v),
+                    ("to", Err(_)) => {
+                        return error(
+                            StatusCode::BAD_REQUEST,
+                            format!("'to' must be a version number, not '{value}'"),
+                        );
+                    }
+                    _ => {
+                        return error(
+                            StatusCode::BAD_REQUEST,
+                            format!("unknown parameter '{key}'"),
+                        );
+                    }
+                }
+            }
+            match runtime.rollback(name, to) {
+                Ok(info) => reply(StatusCode::OK, info_json(&info)),
+                Err(e) => from_error(&e),
+            }
+        }
+        (&Method::DELETE, ["v1", "deployments", name]) => match runtime.remove(name) {
+            Ok(()) => reply(StatusCode::OK, json!({ "deleted": name })),
+            Err(e) => from_error(&e),
+        },
+        (
+            _,
+            ["v1", "deployments"] | ["v1", "deployments", _] | ["v1", "deployments", _, "rollback"],
+        ) => error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("{method} is not allowed on {path}"),
+        ),
+        _ => error(StatusCode::NOT_FOUND, format!("no admin endpoint {path}")),
+    }
+}
+
+fn query<B>(request: &http::Request<B>) -> Vec<(String, String)> {
+    form_urlencoded::parse(request.uri().query().unwrap_or("").as_bytes())
+        .into_owned()
+        .collect()
+}
+
+async fn deploy<B>(
+    runtime: Runtime,
+    options: AdminOptions,
+    name: String,
+    request: http::Request<B>,
+) -> Response<Body>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let mut routes = Vec::new();
+    let mut vars = Vec::new();
+    let mut limits = Limits::default();
+    for (key, value) in query(&request) {
+        let number = || {
+            value
+                .parse::<u64>()
+                .map_err(|_| format!("'{key}' must be a whole number, not '{value}'"))
+        };
+        let parsed: Result<(), String> = match key.as_str() {
+            "route" => value
+                .parse()
+                .map(|r| routes.push(r))
+                .map_err(|e: crate::RouteError| e.to_string()),
+            "var" => match value.split_once('=') {
+                Some((k, v)) if !k.is_empty() => {
+                    vars.push((k.to_owned(), v.to_owned()));
+                    Ok(())
+                }
+                _ => Err(format!("'var' must be NAME=VALUE, not '{value}'")),
+            },
+            "cpu_ms" => number().map(|n| limits.cpu_time = Duration::from_millis(n)),
+            "wall_ms" => number().map(|n| limits.wall_time = Duration::from_millis(n)),
+            "memory_mib" => number().map(|n| limits.memory = n.saturating_mul(1 << 20)),
+            _ => Err(format!("unknown parameter '{key}'")),
+        };
+        if let Err(message) = parsed {
+            return error(StatusCode::BAD_REQUEST, message);
+        }
+    }
+    if routes.is_empty() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "give at least one route (?route=host/path)",
+        );
+    }
+    let too_large = || {
+        error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the component is larger than the upload limit of {} bytes",
+                options.max_upload
+            ),
+        )
+    };
+    let declared = request
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > options.max_upload as u64) {
+        return too_large();
+    }
+    let bytes = match Limited::new(request.into_body(), options.max_upload)
+        .collect()
+        .await
+    {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => return too_large(),
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("reading the upload failed: {e}"),
+            );
+        }
+    };
+    if bytes.is_empty() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "the request body must be the component (.wasm)",
+        );
+    }
+    // Compiling is CPU-bound: keep it off the async workers.
+    let result = tokio::task::spawn_blocking(move || {
+        let component = runtime.compile(&bytes)?;
+        let mut config = DeploymentConfig::new(name, component).limits(limits);
+        config.routes = routes;
+        config.vars.extend(vars);
+        runtime.deploy(config)
+    })
+    .await;
+    match result {
+        Ok(Ok(info)) => reply(StatusCode::CREATED, info_json(&info)),
+        Ok(Err(e)) => from_error(&e),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("deploy task failed: {e}"),
+        ),
+    }
+}
