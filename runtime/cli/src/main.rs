@@ -18,6 +18,16 @@ enum Command {
     /// Build a guest crate (or take a .wasm) and serve it on every route, rebuilding and
     /// swapping it in when its sources change.
     Dev(commands::dev::DevArgs),
+    /// Run a long-lived host with an admin API; deployments persist in the state directory.
+    Serve(commands::serve::ServeArgs),
+    /// Upload a component to a running host and make it live as a new version.
+    Deploy(commands::deploy::DeployArgs),
+    /// List a host's deployments and their kept versions.
+    List(commands::list::ListArgs),
+    /// Make an earlier version of a deployment live again.
+    Rollback(commands::rollback::RollbackArgs),
+    /// Remove a deployment and all its versions.
+    Delete(commands::delete::DeleteArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -42,6 +52,11 @@ fn main() -> std::process::ExitCode {
     let result = tokio.block_on(async {
         match cli.command {
             Command::Dev(args) => commands::dev::run(args).await,
+            Command::Serve(args) => commands::serve::run(args).await,
+            Command::Deploy(args) => commands::deploy::run(args).await,
+            Command::List(args) => commands::list::run(args).await,
+            Command::Rollback(args) => commands::rollback::run(args).await,
+            Command::Delete(args) => commands::delete::run(args).await,
         }
     });
     match result {

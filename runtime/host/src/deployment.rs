@@ -125,6 +125,8 @@ pub struct DeploymentInfo {
     pub routes: Vec<String>,
     /// Its limits.
     pub limits: Limits,
+    /// Its variables.
+    pub vars: BTreeMap<String, String>,
 }
 
 impl Deployment {
@@ -155,6 +157,7 @@ impl Deployment {
             component: self.component.digest.to_string(),
             routes: self.routes.iter().map(ToString::to_string).collect(),
             limits: self.limits.clone(),
+            vars: self.vars.clone(),
         }
     }
 }

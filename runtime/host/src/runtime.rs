@@ -361,6 +361,7 @@ impl Runtime {
             component: String::new(),
             routes: Vec::new(),
             limits: Limits::default(),
+            vars: BTreeMap::new(),
         }))
     }
 

@@ -7,11 +7,11 @@ use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-fn virga() -> Command {
+pub(crate) fn virga() -> Command {
     Command::new(env!("CARGO_BIN_EXE_virga"))
 }
 
-fn tempdir(tag: &str) -> std::path::PathBuf {
+pub(crate) fn tempdir(tag: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("virga-cli-{}-{tag}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     dir
@@ -60,7 +60,7 @@ fn dev_refuses_missing_paths_and_non_crates() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("without a Cargo.toml"));
 }
 
-struct Running(Child);
+pub(crate) struct Running(pub(crate) Child);
 
 impl Drop for Running {
     fn drop(&mut self) {
@@ -102,7 +102,7 @@ fn start_dev(path: &std::path::Path) -> (Running, String) {
     (Running(child), url)
 }
 
-fn get(url: &str, path: &str) -> String {
+pub(crate) fn get(url: &str, path: &str) -> String {
     let addr = url.trim_start_matches("http://").trim_end_matches('/');
     let mut stream = TcpStream::connect(addr).unwrap();
     stream
@@ -152,3 +152,5 @@ fn dev_builds_a_guest_crate() {
         "{response}"
     );
 }
+
+mod serve;

@@ -31,6 +31,7 @@ use crate::runtime::Runtime;
 pub struct AdminOptions {
     token: Arc<str>,
     max_upload: usize,
+    default_limits: Limits,
 }
 
 impl std::fmt::Debug for AdminOptions {
@@ -38,6 +39,7 @@ impl std::fmt::Debug for AdminOptions {
         f.debug_struct("AdminOptions")
             .field("token", &"<hidden>")
             .field("max_upload", &self.max_upload)
+            .field("default_limits", &self.default_limits)
             .finish()
     }
 }
@@ -48,7 +50,14 @@ impl AdminOptions {
         Self {
             token: token.into().into(),
             max_upload: 64 << 20,
+            default_limits: Limits::default(),
         }
+    }
+
+    /// Limits of uploads that do not set their own. Default is [`Limits::default`].
+    pub fn default_limits(mut self, limits: Limits) -> Self {
+        self.default_limits = limits;
+        self
     }
 
     /// The largest component upload accepted; larger ones get 413. Default is 64 MiB.
@@ -220,7 +229,7 @@ where
 {
     let mut routes = Vec::new();
     let mut vars = Vec::new();
-    let mut limits = Limits::default();
+    let mut limits = options.default_limits.clone();
     for (key, value) in query(&request) {
         let number = || {
             value

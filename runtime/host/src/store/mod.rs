@@ -79,7 +79,11 @@ pub struct StoredVersion {
     pub created: u64,
 }
 
-/// SHA-256 of `bytes`, lower-case hex.
+/// SHA-256 of `bytes`, lower-case hex: the identity of a component in a store.
+pub fn content_digest(bytes: &[u8]) -> String {
+    sha256_hex(bytes)
+}
+
 pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
     digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()

@@ -1,0 +1,138 @@
+//! `virga serve [--config virga.toml]`: the long-lived host with its admin API. Deployments
+//! persist in the state directory and come back after a restart without recompiling.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use virga::config::Config;
+use virga::server::{AdminOptions, Server, TlsIdentity, load_or_create_token};
+use virga::store::{LocalStore, content_digest};
+use virga::{DeploymentConfig, Runtime};
+
+/// Arguments of `virga serve`.
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// The configuration file (see virga.example.toml). Without it, every default applies.
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+pub(crate) async fn run(args: ServeArgs) -> Result<()> {
+    let config = match &args.config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    let server_config = &config.server;
+    let state_dir = &server_config.state_dir;
+    let store = LocalStore::open(state_dir)
+        .with_context(|| format!("opening the state directory {}", state_dir.display()))?;
+    let runtime = Runtime::builder()
+        .store(Arc::new(store))
+        .keep_versions(server_config.keep_versions)
+        .max_instances(server_config.max_instances)
+        .build()
+        .context("restoring the deployments")?;
+    let restored = runtime.deployments().len();
+
+    let defaults = config.default_limits();
+    for declared in &config.deployments {
+        let bytes = std::fs::read(&declared.module).with_context(|| {
+            format!(
+                "deployment '{}': reading {}",
+                declared.name,
+                declared.module.display()
+            )
+        })?;
+        let limits = declared.limits.over(&defaults);
+        let live = runtime
+            .deployments()
+            .into_iter()
+            .find(|d| d.name == declared.name);
+        let unchanged = live.is_some_and(|d| {
+            d.component == content_digest(&bytes)
+                && d.routes == declared.routes
+                && d.limits == limits
+                && d.vars == declared.vars
+        });
+        if unchanged {
+            continue;
+        }
+        let component = runtime.compile(&bytes).with_context(|| {
+            format!(
+                "deployment '{}' ({})",
+                declared.name,
+                declared.module.display()
+            )
+        })?;
+        let mut deployment = DeploymentConfig::new(declared.name.clone(), component).limits(limits);
+        for route in &declared.routes {
+            deployment = deployment.route(route.parse()?);
+        }
+        deployment.vars = declared.vars.clone();
+        let info = runtime
+            .deploy(deployment)
+            .with_context(|| format!("deployment '{}'", declared.name))?;
+        println!(
+            "deployed {} v{} from {}",
+            info.name,
+            info.version,
+            declared.module.display()
+        );
+    }
+
+    let mut builder = Server::builder(runtime.clone());
+    if let Some(addr) = server_config.http {
+        builder = builder.http(addr);
+    }
+    let mut cert_path = None;
+    if let Some(addr) = server_config.https {
+        let identity = match (&server_config.tls_cert, &server_config.tls_key) {
+            (Some(cert), Some(key)) => {
+                cert_path = Some(cert.clone());
+                TlsIdentity::from_pem_files(cert, key)?
+            }
+            _ => {
+                let (identity, path) = TlsIdentity::self_signed(&state_dir.join("tls"))?;
+                cert_path = Some(path);
+                identity
+            }
+        };
+        builder = builder.https(addr, identity);
+    }
+    if let Some(addr) = server_config.admin {
+        let token = match (&server_config.admin_token, std::env::var("VIRGA_TOKEN")) {
+            (Some(token), _) => token.clone(),
+            (None, Ok(token)) if !token.is_empty() => token,
+            _ => load_or_create_token(&state_dir.join("admin-token"))?,
+        };
+        let options = AdminOptions::new(token)
+            .max_upload(usize::try_from(server_config.max_upload_mib << 20).unwrap_or(usize::MAX))
+            .default_limits(defaults);
+        builder = builder.admin(addr, options);
+    }
+    let server = builder.bind().await?;
+    println!(
+        "state in {} ({restored} deployments restored)",
+        state_dir.display()
+    );
+    if let Some(addr) = server.http_addr() {
+        println!("http on http://{addr}/ (HTTP/1.1, h2c)");
+    }
+    if let (Some(addr), Some(cert)) = (server.https_addr(), &cert_path) {
+        println!(
+            "https on https://{addr}/ (HTTP/1.1, HTTP/2; certificate {})",
+            cert.display()
+        );
+    }
+    if let Some(addr) = server.admin_addr() {
+        println!(
+            "admin on http://{addr}/ (token in {})",
+            state_dir.join("admin-token").display()
+        );
+    }
+    server.run(super::dev::shutdown_signal()).await;
+    println!("stopped");
+    Ok(())
+}

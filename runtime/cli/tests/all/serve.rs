@@ -1,0 +1,271 @@
+//! `virga serve` with `virga deploy/list/rollback/delete` against it, as an operator uses them.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use super::{Running, get, tempdir, virga};
+
+const TOKEN: &str = "test-token-0123456789";
+
+struct Host {
+    running: Running,
+    http: String,
+    admin: String,
+    dir: PathBuf,
+}
+
+fn write_config(dir: &Path, extra: &str) -> PathBuf {
+    let config = dir.join("virga.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nhttp = \"127.0.0.1:0\"\nhttps = \"off\"\nadmin = \"127.0.0.1:0\"\n\
+             admin_token = \"{TOKEN}\"\nstate_dir = \"{}\"\n{extra}",
+            dir.join("state").display()
+        ),
+    )
+    .unwrap();
+    config
+}
+
+fn serve(dir: &Path, extra: &str) -> Host {
+    let config = write_config(dir, extra);
+    let mut child = virga()
+        .args(["serve", "--config"])
+        .arg(&config)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut http, mut admin) = (None, None);
+    while http.is_none() || admin.is_none() {
+        let line = lines.next().expect("serve printed its addresses").unwrap();
+        let url = line
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .map(str::to_owned);
+        if line.starts_with("http on") {
+            http = url;
+        } else if line.starts_with("admin on") {
+            admin = url;
+        }
+    }
+    std::thread::spawn(move || for _ in lines {});
+    Host {
+        running: Running(child),
+        http: http.unwrap(),
+        admin: admin.unwrap().trim_end_matches('/').to_owned(),
+        dir: dir.to_path_buf(),
+    }
+}
+
+impl Host {
+    /// Runs a client command against this host; returns (success, stdout, stderr).
+    fn cli(&self, args: &[&str]) -> (bool, String, String) {
+        let out = virga()
+            .args(args)
+            .args(["--admin", &self.admin, "--token", TOKEN])
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    fn body(&self, path: &str) -> String {
+        let response = get(&self.http, path);
+        response.split("\r\n\r\n").nth(1).unwrap_or("").to_owned()
+    }
+
+    fn status(&self, path: &str) -> String {
+        get(&self.http, path)
+            .split(' ')
+            .nth(1)
+            .unwrap_or("")
+            .to_owned()
+    }
+
+    fn stop(self) -> PathBuf {
+        let mut running = self.running;
+        let pid = running.0.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        assert!(running.0.wait().unwrap().success());
+        self.dir
+    }
+}
+
+fn deploy(host: &Host, wasm: &str, name: &str, route: &str) -> (bool, String, String) {
+    host.cli(&["deploy", wasm, "--name", name, "--route", route])
+}
+
+#[test]
+fn deploy_list_rollback_delete_through_the_cli() {
+    use virga_test_artifacts::{COUNTER, HELLO};
+    let host = serve(&tempdir("serve-cycle"), "");
+    let (ok, out, err) = deploy(&host, HELLO, "app", "*/*");
+    assert!(ok, "{err}");
+    assert!(
+        out.starts_with("deployed app  v1 live (kept: 1)  routes: */*"),
+        "{out}"
+    );
+    assert_eq!(host.body("/a"), "hello from virga\nGET /a\n");
+
+    let (ok, out, err) = deploy(&host, COUNTER, "app", "*/*");
+    assert!(ok, "{err}");
+    assert!(out.contains("v2 live (kept: 1, 2)"), "{out}");
+    assert_eq!(host.body("/a"), "1\n");
+
+    let (ok, out, _) = host.cli(&["list"]);
+    assert!(ok);
+    assert_eq!(out, "app  v2 live (kept: 1, 2)  routes: */*\n");
+    let (ok, out, _) = host.cli(&["list", "--json"]);
+    assert!(ok);
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(json["deployments"][0]["version"], 2);
+
+    let (ok, out, err) = host.cli(&["rollback", "app"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("v1 live"), "{out}");
+    assert_eq!(host.body("/a"), "hello from virga\nGET /a\n");
+    let (ok, _, _) = host.cli(&["rollback", "app", "--to", "2"]);
+    assert!(ok);
+    assert_eq!(host.body("/a"), "1\n");
+    let (ok, _, err) = host.cli(&["rollback", "app", "--to", "7"]);
+    assert!(!ok);
+    assert_eq!(
+        err.trim(),
+        "error: deployment 'app' has no version 7 to roll back to (kept: 1, 2) (404 Not Found)"
+    );
+
+    let (ok, out, _) = host.cli(&["delete", "app"]);
+    assert!(ok);
+    assert_eq!(out, "deleted app\n");
+    assert_eq!(host.status("/a"), "404");
+    let (ok, _, err) = host.cli(&["delete", "app"]);
+    assert!(!ok);
+    assert_eq!(
+        err.trim(),
+        "error: no deployment named 'app' (404 Not Found)"
+    );
+    host.stop();
+}
+
+#[test]
+fn a_restart_keeps_every_deployment() {
+    use virga_test_artifacts::{COUNTER, HELLO};
+    let host = serve(&tempdir("serve-restart"), "");
+    assert!(deploy(&host, HELLO, "hello", "*/hello").0);
+    assert!(deploy(&host, COUNTER, "counter", "*/count").0);
+    assert!(deploy(&host, HELLO, "counter", "*/count").0);
+    assert!(host.cli(&["rollback", "counter"]).0);
+    let dir = host.stop();
+
+    let host = serve(&dir, "");
+    assert_eq!(host.body("/hello"), "hello from virga\nGET /hello\n");
+    assert_eq!(
+        host.body("/count"),
+        "1\n",
+        "the rolled-back version stays live"
+    );
+    let (_, out, _) = host.cli(&["list"]);
+    assert!(out.contains("counter  v1 live (kept: 1, 2)"), "{out}");
+    host.stop();
+}
+
+#[test]
+fn bad_uploads_and_tokens_are_refused_and_nothing_changes() {
+    use virga_test_artifacts::HELLO;
+    let dir = tempdir("serve-bad");
+    let host = serve(&dir, "max_upload_mib = 1\n");
+    assert!(deploy(&host, HELLO, "app", "*/*").0);
+
+    // A corrupt component: 400 naming the problem; v1 stays live.
+    let corrupt = dir.join("corrupt.wasm");
+    std::fs::write(&corrupt, b"\0asm\x0d\0\x01\0nope").unwrap();
+    let (ok, _, err) = deploy(&host, corrupt.to_str().unwrap(), "app", "*/*");
+    assert!(!ok);
+    assert!(err.starts_with("error: invalid component: "), "{err}");
+    assert!(err.trim_end().ends_with("(400 Bad Request)"), "{err}");
+
+    // A component that exports no handler.
+    let empty = dir.join("empty.wat");
+    std::fs::write(&empty, "(component)").unwrap();
+    let (ok, _, err) = deploy(&host, empty.to_str().unwrap(), "app", "*/*");
+    assert!(!ok);
+    assert!(
+        err.contains("does not export wasi:http/incoming-handler"),
+        "{err}"
+    );
+
+    // A route owned by another deployment.
+    let (ok, _, err) = deploy(&host, HELLO, "other", "*/*");
+    assert!(!ok);
+    assert_eq!(
+        err.trim(),
+        "error: route '*/*' already belongs to deployment 'app' (409 Conflict)"
+    );
+
+    // An upload over the limit.
+    let big = dir.join("big.wasm");
+    std::fs::write(&big, vec![0u8; 2 << 20]).unwrap();
+    let (ok, _, err) = deploy(&host, big.to_str().unwrap(), "app", "*/*");
+    assert!(!ok);
+    assert!(err.contains("larger than the upload limit"), "{err}");
+    assert!(err.contains("413"), "{err}");
+
+    // A bad name.
+    let (ok, _, err) = deploy(&host, HELLO, "Bad Name!", "*/x");
+    assert!(!ok);
+    assert!(err.contains("invalid deployment name"), "{err}");
+
+    // Missing and wrong tokens.
+    for token in [None, Some("wrong")] {
+        let mut command = virga();
+        command
+            .args(["delete", "app", "--admin", &host.admin, "--state-dir"])
+            .arg(dir.join("nowhere"));
+        if let Some(token) = token {
+            command.args(["--token", token]);
+        }
+        let out = command.env_remove("VIRGA_TOKEN").output().unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        match token {
+            None => assert!(err.contains("no --token or VIRGA_TOKEN"), "{err}"),
+            Some(_) => assert!(
+                err.contains("missing or wrong admin token") && err.contains("401"),
+                "{err}"
+            ),
+        }
+    }
+    // After all of it, v1 is still the only version and still live.
+    let (_, out, _) = host.cli(&["list"]);
+    assert_eq!(out, "app  v1 live (kept: 1)  routes: */*\n");
+    assert_eq!(host.body("/x"), "hello from virga\nGET /x\n");
+    host.stop();
+}
+
+#[test]
+fn a_config_with_an_unknown_key_is_refused_by_name() {
+    let dir = tempdir("serve-badconfig");
+    let config = write_config(&dir, "colour = \"blue\"\n");
+    let out = virga()
+        .args(["serve", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unknown field `colour`"), "{err}");
+    assert!(err.contains("virga.toml"), "{err}");
+}
