@@ -269,3 +269,63 @@ fn a_config_with_an_unknown_key_is_refused_by_name() {
     assert!(err.contains("unknown field `colour`"), "{err}");
     assert!(err.contains("virga.toml"), "{err}");
 }
+
+#[test]
+fn a_host_killed_at_random_points_during_deploys_restarts_into_a_whole_state() {
+    use virga_test_artifacts::{COUNTER, HELLO};
+    let dir = tempdir("serve-crash");
+    let host = serve(&dir, "");
+    assert!(deploy(&host, HELLO, "app", "*/*").0);
+    let mut host = Some(host);
+    let mut interrupted = 0;
+    for round in 0..20u64 {
+        let current = host.take().unwrap();
+        let wasm = if round % 2 == 0 { COUNTER } else { HELLO };
+        let admin = current.admin.clone();
+        let deploying = std::thread::spawn(move || {
+            virga()
+                .args([
+                    "deploy", wasm, "--name", "app", "--route", "*/*", "--admin", &admin,
+                    "--token", TOKEN,
+                ])
+                .output()
+                .unwrap()
+        });
+        // A pseudo-random point in the deploy: 0-400 ms after it starts (a deploy takes a
+        // few hundred ms here: process start, upload, compile, store, commit).
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        std::thread::sleep(std::time::Duration::from_millis(u64::from(nanos % 40) * 10));
+        let mut running = current.running;
+        let pid = running.0.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-KILL", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let _ = running.0.wait();
+        if !deploying.join().unwrap().status.success() {
+            interrupted += 1;
+        }
+
+        let restarted = serve(&dir, "");
+        let body = restarted.body("/crash");
+        assert!(
+            body == "hello from virga\nGET /crash\n" || body == "1\n",
+            "round {round}: a broken state after SIGKILL: {body:?}"
+        );
+        let (ok, out, err) = restarted.cli(&["list"]);
+        assert!(
+            ok && out.starts_with("app  v"),
+            "round {round}: {out} {err}"
+        );
+        host = Some(restarted);
+    }
+    eprintln!("{interrupted} of 20 deploys were cut off by the kill");
+    assert!(interrupted > 0, "no kill landed during a deploy");
+    host.unwrap().stop();
+}

@@ -30,6 +30,14 @@ impl LocalStore {
             std::fs::create_dir_all(&path)
                 .map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
         }
+        // Temp files of writes a crash interrupted: never referenced, safe to drop.
+        for sub in [dir.clone(), dir.join("components")] {
+            for entry in std::fs::read_dir(&sub).into_iter().flatten().flatten() {
+                if entry.file_name().to_string_lossy().contains(".tmp.") {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
+        }
         Ok(Self { dir })
     }
 

@@ -6,5 +6,7 @@
 mod embedding;
 mod limits;
 mod protocols;
+mod store;
 mod support;
+mod swap;
 mod tls;
