@@ -228,6 +228,12 @@ mod tests {
     }
 
     #[test]
+    fn the_samples_config_parses() {
+        let config = Config::parse(include_str!("../../../samples/virga.toml"), "samples").unwrap();
+        assert_eq!(config.deployments[0].name, "hello");
+    }
+
+    #[test]
     fn an_empty_file_gives_the_defaults() {
         let config = Config::parse("", "empty").unwrap();
         assert_eq!(config.server.http, default_http());
