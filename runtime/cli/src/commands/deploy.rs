@@ -10,14 +10,19 @@ use super::client::{AdminArgs, describe};
 /// Arguments of `virga deploy`.
 #[derive(Debug, Args)]
 pub(crate) struct DeployArgs {
-    /// The component (.wasm) to deploy.
-    wasm: PathBuf,
+    /// The component (.wasm) to deploy. With --config, the module of the named section.
+    #[arg(required_unless_present = "config")]
+    wasm: Option<PathBuf>,
     /// Deployment name (1-64 of a-z, 0-9, '-', '_').
     #[arg(long)]
     name: String,
     /// A route it serves, e.g. 'example.com/api/*' (repeatable; at least one).
-    #[arg(long = "route", required = true)]
+    #[arg(long = "route", required_unless_present = "config")]
     routes: Vec<String>,
+    /// Deploy the `[[deployments]]` section named --name of this virga.toml (module, routes,
+    /// vars, limits); flags given as well add to it or override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
     /// A variable for the guest, NAME=VALUE (repeatable).
     #[arg(long = "var")]
     vars: Vec<String>,
@@ -34,9 +39,40 @@ pub(crate) struct DeployArgs {
     admin: AdminArgs,
 }
 
-pub(crate) async fn run(args: DeployArgs) -> Result<()> {
-    let bytes =
-        std::fs::read(&args.wasm).with_context(|| format!("reading {}", args.wasm.display()))?;
+pub(crate) async fn run(mut args: DeployArgs) -> Result<()> {
+    if let Some(path) = &args.config {
+        let config = virga::config::Config::load(path)?;
+        let section = config
+            .deployments
+            .iter()
+            .find(|d| d.name == args.name)
+            .with_context(|| {
+                format!(
+                    "{} has no [[deployments]] named '{}'",
+                    path.display(),
+                    args.name
+                )
+            })?;
+        args.wasm.get_or_insert_with(|| section.module.clone());
+        if args.routes.is_empty() {
+            args.routes = section.routes.clone();
+        }
+        let mut vars: Vec<String> = section
+            .vars
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        vars.append(&mut args.vars);
+        args.vars = vars;
+        let limits = section.limits.over(&config.default_limits());
+        args.cpu_ms
+            .get_or_insert(u64::try_from(limits.cpu_time.as_millis())?);
+        args.wall_ms
+            .get_or_insert(u64::try_from(limits.wall_time.as_millis())?);
+        args.memory_mib.get_or_insert(limits.memory >> 20);
+    }
+    let wasm = args.wasm.clone().context("give the component to deploy")?;
+    let bytes = std::fs::read(&wasm).with_context(|| format!("reading {}", wasm.display()))?;
     let mut query = form_urlencoded::Serializer::new(String::new());
     for route in &args.routes {
         query.append_pair("route", route);

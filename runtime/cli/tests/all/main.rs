@@ -154,3 +154,53 @@ fn dev_builds_a_guest_crate() {
 }
 
 mod serve;
+
+#[test]
+fn dev_swaps_in_a_changed_component() {
+    let dir = tempdir("dev-reload");
+    let wasm = dir.join("app.wasm");
+    std::fs::copy(virga_test_artifacts::HELLO, &wasm).unwrap();
+    let state = tempdir("dev-reload-state");
+    let mut child = virga()
+        .args(["dev", "--no-tls", "--http", "127.0.0.1:0", "--state-dir"])
+        .arg(&state)
+        .arg(&wasm)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut errors = BufReader::new(child.stderr.take().unwrap()).lines();
+    let line = lines.next().unwrap().unwrap();
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap()
+        .to_owned();
+    let _running = Running(child);
+    assert!(get(&url, "/a").ends_with("hello from virga\nGET /a\n"));
+
+    // A broken component: the old version keeps serving.
+    std::thread::sleep(Duration::from_millis(1100));
+    std::fs::write(&wasm, b"not a component").unwrap();
+    let failed = errors
+        .find(|l| l.as_ref().is_ok_and(|l| l.contains("reload failed")))
+        .unwrap()
+        .unwrap();
+    assert!(
+        failed.starts_with("reload failed, still serving the previous version: invalid component"),
+        "{failed}"
+    );
+    assert!(get(&url, "/b").ends_with("hello from virga\nGET /b\n"));
+
+    // A good new component is swapped in.
+    std::thread::sleep(Duration::from_millis(1100));
+    std::fs::copy(virga_test_artifacts::COUNTER, &wasm).unwrap();
+    let reloaded = lines.next().unwrap().unwrap();
+    assert_eq!(reloaded, "reloaded: version 2 is live");
+    assert!(
+        get(&url, "/c").ends_with("\r\n\r\n1\n"),
+        "{}",
+        get(&url, "/c")
+    );
+}

@@ -329,3 +329,80 @@ fn a_host_killed_at_random_points_during_deploys_restarts_into_a_whole_state() {
     assert!(interrupted > 0, "no kill landed during a deploy");
     host.unwrap().stop();
 }
+
+#[test]
+fn deploy_takes_a_section_of_a_config_file_and_the_token_file_is_private() {
+    use virga_test_artifacts::HELLO;
+    let dir = tempdir("serve-section");
+    // No admin_token in the config: the host generates one into the state dir, mode 0600.
+    let config = dir.join("virga.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nhttp = \"127.0.0.1:0\"\nhttps = \"off\"\nadmin = \"127.0.0.1:0\"\nstate_dir = \"{}\"\n",
+            dir.join("state").display()
+        ),
+    )
+    .unwrap();
+    let mut child = virga()
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env_remove("VIRGA_TOKEN")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut urls = Vec::new();
+    while urls.len() < 2 {
+        let line = lines.next().unwrap().unwrap();
+        if let Some(url) = line.split_whitespace().find(|w| w.starts_with("http://")) {
+            urls.push(url.trim_end_matches('/').to_owned());
+        }
+    }
+    let _running = Running(child);
+    let (http, admin) = (urls[0].clone(), urls[1].clone());
+    let token_file = dir.join("state/admin-token");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&token_file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    let app = dir.join("app.toml");
+    std::fs::write(
+        &app,
+        format!(
+            "[[deployments]]\nname = \"site\"\nmodule = \"{HELLO}\"\nroutes = [\"*/site/*\"]\n\
+             limits = {{ memory_mib = 64 }}\n"
+        ),
+    )
+    .unwrap();
+    let out = virga()
+        .args(["deploy", "--name", "site", "--config"])
+        .arg(&app)
+        .args(["--admin", &admin, "--state-dir"])
+        .arg(dir.join("state"))
+        .env_remove("VIRGA_TOKEN")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let list = virga()
+        .args(["list", "--json", "--admin", &admin, "--state-dir"])
+        .arg(dir.join("state"))
+        .env_remove("VIRGA_TOKEN")
+        .output()
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    assert_eq!(json["deployments"][0]["limits"]["memory"], 64 << 20);
+    let response = get(&http, "/site/x");
+    assert!(
+        response.ends_with("hello from virga\nGET /site/x\n"),
+        "{response}"
+    );
+}
