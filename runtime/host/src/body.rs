@@ -39,12 +39,12 @@ pub(crate) struct GuestBody {
 impl GuestBody {
     pub(crate) fn new(
         inner: wasmtime_wasi_http::p2::body::HyperOutgoingBody,
-        task: JoinHandle<()>,
+        task: Option<JoinHandle<()>>,
         failure: Arc<OnceLock<String>>,
     ) -> Self {
         Self {
             inner,
-            task: Some(task),
+            task,
             failure,
             ended: false,
         }

@@ -1,6 +1,7 @@
 //! Request → fresh [`Store`] from the pre-instantiated component → response.
 
 use std::sync::{Arc, OnceLock};
+use std::task::Poll;
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
@@ -129,7 +130,7 @@ where
     let failure_note = Arc::new(OnceLock::new());
     let task_failure_note = failure_note.clone();
     let task_deployment = deployment.clone();
-    let task = tokio::spawn(async move {
+    let guest = async move {
         let limits = &task_deployment.limits;
         let call = async {
             let handler = pre.instantiate_async(&mut store).await?;
@@ -138,10 +139,26 @@ where
                 .call_handle(&mut store, incoming, outparam)
                 .await
         };
-        let outcome = match tokio::time::timeout(wall_time, call).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(classify(&e, store.data(), &task_deployment)),
-            Err(_elapsed) => Err(Error::Guest {
+        // The wall-clock timer is armed only once the guest first has to wait: a guest that
+        // runs to completion at once never touches the timer wheel.
+        let deadline = tokio::time::Instant::now() + wall_time;
+        let outcome = {
+            let mut call = std::pin::pin!(call);
+            let mut timer: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
+            std::future::poll_fn(|cx| {
+                if let Poll::Ready(result) = call.as_mut().poll(cx) {
+                    return Poll::Ready(Some(result));
+                }
+                let timer =
+                    timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                timer.as_mut().poll(cx).map(|()| None)
+            })
+            .await
+        };
+        let outcome = match outcome {
+            Some(Ok(())) => Ok(()),
+            Some(Err(e)) => Err(classify(&e, store.data(), &task_deployment)),
+            None => Err(Error::Guest {
                 deployment: task_deployment.name.clone(),
                 failure: GuestFailure::limit(Limit::WallTime, limits),
             }),
@@ -153,13 +170,30 @@ where
         }
         drop(store);
         let _ = done_tx.send(outcome);
-    });
+    };
+
+    // Run the guest inline, on this task, until it has set its response: a handler that
+    // answers and finishes without waiting (the common case) never leaves this thread and
+    // costs no task spawn. Whatever it still has to do after setting the response (stream
+    // the body, post-response work) runs on a task of its own, bounded by its wall-clock
+    // limit whether or not the client reads.
+    let mut guest = Box::pin(guest);
+    let mut receiver = receiver;
+    let mut finished = false;
+    let answer = std::future::poll_fn(|cx| {
+        if !finished && guest.as_mut().poll(cx).is_ready() {
+            finished = true;
+        }
+        std::pin::Pin::new(&mut receiver).poll(cx)
+    })
+    .await;
+    let task = (!finished).then(|| tokio::spawn(guest));
 
     let failure = |failure| Error::Guest {
         deployment: deployment.name.clone(),
         failure,
     };
-    match receiver.await {
+    match answer {
         Ok(Ok(response)) => {
             Ok(response.map(|body| GuestBody::new(body, task, failure_note).boxed_unsync()))
         }
