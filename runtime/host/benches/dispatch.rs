@@ -28,7 +28,12 @@ fn main() {
 
 async fn bench(requests: usize) {
     {
-        for pooling in [true, false] {
+        let modes: &[bool] = if std::env::var_os("BENCH_POOLING_ONLY").is_some() {
+            &[true]
+        } else {
+            &[true, false]
+        };
+        for &pooling in modes {
             let mut builder = Runtime::builder();
             builder.pooling(pooling);
             if std::env::var_os("BENCH_INHERIT_STDIO").is_some() {
