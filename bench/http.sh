@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# HTTP/1.1 keep-alive benchmark: hello on Virga vs. a plain hyper server returning the same
+# HTTP/1.1 keep-alive benchmark: hello on `virga serve` vs. a plain hyper server returning the same
 # bytes, measured in the same run with wrk (installed through apt-get when missing).
 # Prints requests/s, p50 and p99 latency for each, and Virga's share of the baseline.
 #
@@ -17,8 +17,19 @@ virga_port=18080
 plain_port=18091
 state=$(mktemp -d)
 unset RUST_BACKTRACE RUST_LIB_BACKTRACE
-target/release/virga dev --no-watch --no-tls --http 127.0.0.1:$virga_port --state-dir "$state" \
-  samples/target/wasm32-wasip2/release/hello.wasm >/dev/null 2>&1 &
+cat > "$state/virga.toml" <<TOML
+[server]
+http = "127.0.0.1:$virga_port"
+https = "off"
+admin = "off"
+state_dir = "$state/state"
+
+[[deployments]]
+name = "hello"
+module = "$PWD/samples/target/wasm32-wasip2/release/hello.wasm"
+routes = ["*/*"]
+TOML
+target/release/virga serve --config "$state/virga.toml" >/dev/null 2>&1 &
 virga_pid=$!
 target/release/examples/plain_hyper 127.0.0.1:$plain_port >/dev/null &
 plain_pid=$!

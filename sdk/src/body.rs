@@ -3,7 +3,7 @@
 use std::fmt;
 
 use bytes::Bytes;
-use wasip2::http::types::IncomingBody as WasiIncomingBody;
+use wasip2::http::types::{IncomingBody as WasiIncomingBody, IncomingRequest};
 use wasip2::io::streams::{InputStream, OutputStream, StreamError};
 
 use crate::Error;
@@ -11,21 +11,35 @@ use crate::Error;
 /// Largest read asked of the host at once.
 const READ_CHUNK: u64 = 64 * 1024;
 
-/// The body of an incoming request, read from the host as the handler asks for it.
+/// The body of an incoming request, read from the host as the handler asks for it. Nothing
+/// is asked of the host until the first read: a handler that ignores the body pays nothing.
 pub struct IncomingBody {
     // Field order matters: the stream is a child of the body and must be dropped first.
     stream: Option<InputStream>,
     body: Option<WasiIncomingBody>,
+    request: Option<IncomingRequest>,
 }
 
 impl IncomingBody {
-    pub(crate) fn new(body: Option<WasiIncomingBody>) -> Self {
-        let stream = body.as_ref().and_then(|b| b.stream().ok());
-        Self { stream, body }
+    pub(crate) fn new(request: IncomingRequest) -> Self {
+        Self {
+            stream: None,
+            body: None,
+            request: Some(request),
+        }
+    }
+
+    /// Takes the body and its stream from the request, on first use.
+    fn open(&mut self) {
+        if let Some(request) = self.request.take() {
+            self.body = request.consume().ok();
+            self.stream = self.body.as_ref().and_then(|b| b.stream().ok());
+        }
     }
 
     /// The next chunk of the body, `None` at its end.
     pub fn chunk(&mut self) -> Option<Result<Bytes, Error>> {
+        self.open();
         let stream = self.stream.as_ref()?;
         match stream.blocking_read(READ_CHUNK) {
             Ok(bytes) => Some(Ok(Bytes::from(bytes))),
@@ -69,6 +83,7 @@ impl IncomingBody {
     }
 
     pub(crate) fn take_stream(&mut self) -> Option<(InputStream, WasiIncomingBody)> {
+        self.open();
         Some((self.stream.take()?, self.body.take()?))
     }
 }
@@ -77,6 +92,7 @@ impl fmt::Debug for IncomingBody {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("IncomingBody")
             .field("open", &self.stream.is_some())
+            .field("unread", &self.request.is_some())
             .finish()
     }
 }

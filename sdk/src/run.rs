@@ -89,7 +89,7 @@ fn convert_request(request: IncomingRequest) -> Result<Request, Error> {
             }
         }
     }
-    let body = IncomingBody::new(request.consume().ok());
+    let body = IncomingBody::new(request);
     builder
         .body(body)
         .map_err(|e| Error::new(http::StatusCode::BAD_REQUEST, e.to_string()))
