@@ -329,7 +329,8 @@ impl Runtime {
             deployment: Deployment::new(config, created),
             keep: self.inner.options.keep_versions,
         };
-        self.apply(change)
+        self.apply(change)?
+            .ok_or_else(|| Error::Engine("a deploy produced no deployment".into()))
     }
 
     /// Makes an earlier kept version live again, instantly (it is still compiled): version
@@ -338,7 +339,8 @@ impl Runtime {
         self.apply(Change::Rollback {
             name: name.to_owned(),
             to,
-        })
+        })?
+        .ok_or_else(|| Error::Engine("a rollback produced no deployment".into()))
     }
 
     /// Removes a deployment and all its versions.
@@ -349,20 +351,12 @@ impl Runtime {
         .map(|_| ())
     }
 
-    fn apply(&self, change: Change) -> Result<DeploymentInfo, Error> {
-        let info = self
-            .inner
+    /// Applies a change, persisting it first when there is a store. Deploys and rollbacks
+    /// answer with the deployment as it now is.
+    fn apply(&self, change: Change) -> Result<Option<DeploymentInfo>, Error> {
+        self.inner
             .registry
-            .apply(change, |by_name| self.persist(by_name))?;
-        Ok(info.unwrap_or_else(|| DeploymentInfo {
-            name: String::new(),
-            version: 0,
-            versions: Vec::new(),
-            component: String::new(),
-            routes: Vec::new(),
-            limits: Limits::default(),
-            vars: BTreeMap::new(),
-        }))
+            .apply(change, |by_name| self.persist(by_name))
     }
 
     /// The live deployments, by name.

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, Response, StatusCode};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use serde_json::{Value, json};
 
 use crate::body::{Body, full};
@@ -211,6 +211,41 @@ where
     }
 }
 
+/// Reads a body whole if it is at most `limit` bytes; `None` (having stopped reading) when
+/// it is larger.
+async fn read_up_to<B>(
+    mut body: std::pin::Pin<&mut B>,
+    limit: usize,
+) -> Result<Option<Bytes>, B::Error>
+where
+    B: http_body::Body<Data = Bytes>,
+{
+    let mut all = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame?.into_data() {
+            if all.len().saturating_add(data.len()) > limit {
+                return Ok(None);
+            }
+            all.extend_from_slice(&data);
+        }
+    }
+    Ok(Some(all.freeze()))
+}
+
+/// Reads and drops up to `cap` more bytes of a body.
+async fn drain_up_to<B>(mut body: std::pin::Pin<&mut B>, cap: usize)
+where
+    B: http_body::Body<Data = Bytes>,
+{
+    let mut seen = 0usize;
+    while seen <= cap {
+        match body.frame().await {
+            Some(Ok(frame)) => seen += frame.data_ref().map_or(0, Bytes::len),
+            _ => return,
+        }
+    }
+}
+
 fn query<B>(request: &http::Request<B>) -> Vec<(String, String)> {
     form_urlencoded::parse(request.uri().query().unwrap_or("").as_bytes())
         .into_owned()
@@ -277,15 +312,23 @@ where
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
+    let mut body = std::pin::pin!(request.into_body());
+    // An oversized upload is still read (and dropped) up to 4x the limit, so that a client
+    // that is still sending gets to read the 413 rather than a broken pipe; a larger one is
+    // cut off at once.
+    let drain_cap = options.max_upload.saturating_mul(4);
     if declared.is_some_and(|n| n > options.max_upload as u64) {
+        if declared.is_some_and(|n| n <= drain_cap as u64) {
+            drain_up_to(body.as_mut(), drain_cap).await;
+        }
         return too_large();
     }
-    let bytes = match Limited::new(request.into_body(), options.max_upload)
-        .collect()
-        .await
-    {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => return too_large(),
+    let bytes = match read_up_to(body.as_mut(), options.max_upload).await {
+        Ok(Some(bytes)) => bytes,
+        Ok(None) => {
+            drain_up_to(body.as_mut(), drain_cap).await;
+            return too_large();
+        }
         Err(e) => {
             return error(
                 StatusCode::BAD_REQUEST,

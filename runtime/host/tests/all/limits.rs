@@ -75,6 +75,7 @@ fn rss_bytes() -> u64 {
 
 #[tokio::test]
 async fn a_memory_bomb_gets_500_and_host_memory_stays_bounded() {
+    let _heavy = crate::support::MEMORY_HEAVY.lock().await;
     let host = TestHost::builder()
         .guest("bomb", MEMORY_BOMB, "*/bomb")
         .limits(Limits::default().memory(32 << 20))

@@ -27,6 +27,7 @@ async fn hello_answers_method_and_path_on_every_protocol() {
 
 #[tokio::test]
 async fn bodies_stream_both_ways_on_every_protocol() {
+    let _heavy = crate::support::MEMORY_HEAVY.lock().await;
     let host = TestHost::builder().guest("echo", ECHO, "*/*").start().await;
     for proto in ALL_PROTOS {
         for len in [0, 1024, 8 << 20] {

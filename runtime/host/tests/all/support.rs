@@ -255,6 +255,10 @@ pub fn tempdir() -> std::path::PathBuf {
     dir
 }
 
+/// Held by tests that allocate a lot (large bodies) and by the test that measures the
+/// process's RSS, so that one does not inflate the other's measurement.
+pub static MEMORY_HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Deterministic test data.
 pub fn pattern(len: usize) -> Bytes {
     (0..len)
