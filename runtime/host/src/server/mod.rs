@@ -162,40 +162,28 @@ impl Server {
         let graceful = Arc::new(GracefulShutdown::new());
         let builder = Arc::new(h1h2::connection_builder());
         let (stop_tx, stop_rx) = watch::channel(false);
-        let mut loops = Vec::new();
-        if let Some(listener) = self.http {
-            loops.push(tokio::spawn(h1h2::accept_loop(
-                listener,
-                None,
-                h1h2::Role::Public,
-                self.runtime.clone(),
-                builder.clone(),
-                graceful.clone(),
-                stop_rx.clone(),
-            )));
-        }
-        if let Some((listener, acceptor)) = self.https {
-            loops.push(tokio::spawn(h1h2::accept_loop(
-                listener,
-                Some(acceptor),
-                h1h2::Role::Public,
-                self.runtime.clone(),
-                builder.clone(),
-                graceful.clone(),
-                stop_rx.clone(),
-            )));
-        }
-        if let Some((listener, options)) = self.admin {
-            loops.push(tokio::spawn(h1h2::accept_loop(
-                listener,
-                None,
-                h1h2::Role::Admin(options),
-                self.runtime.clone(),
-                builder.clone(),
-                graceful.clone(),
-                stop_rx.clone(),
-            )));
-        }
+        let listeners = [
+            self.http.map(|l| (l, None, h1h2::Role::Public)),
+            self.https
+                .map(|(l, acceptor)| (l, Some(acceptor), h1h2::Role::Public)),
+            self.admin
+                .map(|(l, options)| (l, None, h1h2::Role::Admin(options))),
+        ];
+        let loops: Vec<_> = listeners
+            .into_iter()
+            .flatten()
+            .map(|(listener, tls, role)| {
+                tokio::spawn(h1h2::accept_loop(
+                    listener,
+                    tls,
+                    role,
+                    self.runtime.clone(),
+                    builder.clone(),
+                    graceful.clone(),
+                    stop_rx.clone(),
+                ))
+            })
+            .collect();
         shutdown.await;
         let _ = stop_tx.send(true);
         for accept in loops {
