@@ -406,3 +406,38 @@ fn deploy_takes_a_section_of_a_config_file_and_the_token_file_is_private() {
         "{response}"
     );
 }
+
+#[test]
+fn a_chunked_upload_over_the_limit_gets_413() {
+    use std::io::{Read, Write};
+    let host = serve(&tempdir("serve-chunked"), "max_upload_mib = 1\n");
+    let addr = host.admin.trim_start_matches("http://").to_owned();
+    let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "PUT /v1/deployments/app?route=*/* HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\
+         Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    // 1.5 MiB in 64 KiB chunks, no Content-Length: the limit is found while reading.
+    let chunk = vec![b'x'; 64 << 10];
+    for _ in 0..24 {
+        write!(stream, "{:x}\r\n", chunk.len()).unwrap();
+        stream.write_all(&chunk).unwrap();
+        stream.write_all(b"\r\n").unwrap();
+    }
+    stream.write_all(b"0\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 413"), "{response}");
+    assert!(
+        response.contains("larger than the upload limit of 1048576 bytes"),
+        "{response}"
+    );
+    let (_, out, _) = host.cli(&["list"]);
+    assert_eq!(out, "no deployments\n");
+    host.stop();
+}
