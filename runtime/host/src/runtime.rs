@@ -19,7 +19,7 @@ use crate::limits::Limits;
 use crate::registry::Registry;
 use crate::registry::{Change, Entry};
 use crate::state::RequestState;
-use crate::store::{DeploymentStore, StoredDeployment, StoredState, StoredVersion, sha256_hex};
+use crate::store::{DeploymentStore, StoredDeployment, StoredState, StoredVersion, content_digest};
 
 /// Where a guest's stdout and stderr go.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -168,17 +168,20 @@ impl Runtime {
     /// Compiles a component (binary, or WAT text) and checks that the host can run it: its
     /// imports are all provided and it exports `wasi:http/incoming-handler`.
     pub fn compile(&self, bytes: &[u8]) -> Result<CompiledComponent, Error> {
-        let digest = sha256_hex(bytes);
-        let component =
-            Component::new(&self.inner.engine, bytes).map_err(|e| Error::InvalidComponent {
-                reason: first_line(&e),
-            })?;
-        let compiled = self.prepare(component, &digest)?;
+        let digest = content_digest(bytes);
+        let compiled = self.prepare(self.new_component(bytes)?, &digest)?;
         if let Some(store) = &self.inner.options.store {
             store.put_component(&digest, bytes)?;
             self.store_precompiled(store.as_ref(), &compiled);
         }
         Ok(compiled)
+    }
+
+    /// Compiles component bytes for this runtime's engine.
+    fn new_component(&self, bytes: &[u8]) -> Result<Component, Error> {
+        Component::new(&self.inner.engine, bytes).map_err(|e| Error::InvalidComponent {
+            reason: first_line(&e),
+        })
     }
 
     /// Caches the compiled artifact; a failure only costs a recompile at the next restart.
@@ -208,16 +211,12 @@ impl Runtime {
             }
         }
         let bytes = store.get_component(digest)?;
-        if sha256_hex(&bytes) != digest {
+        if content_digest(&bytes) != digest {
             return Err(Error::Store(format!(
                 "component {digest} is corrupt (hash mismatch)"
             )));
         }
-        let component =
-            Component::new(&self.inner.engine, &bytes).map_err(|e| Error::InvalidComponent {
-                reason: first_line(&e),
-            })?;
-        let compiled = self.prepare(component, digest)?;
+        let compiled = self.prepare(self.new_component(&bytes)?, digest)?;
         self.store_precompiled(store, &compiled);
         Ok(compiled)
     }

@@ -15,13 +15,17 @@ struct Host {
     dir: PathBuf,
 }
 
-fn write_config(dir: &Path, extra: &str) -> PathBuf {
+/// A config on free ports with state in `dir/state`; without a token, the host makes one.
+fn write_config(dir: &Path, token: Option<&str>, extra: &str) -> PathBuf {
     let config = dir.join("virga.toml");
+    let token = token
+        .map(|t| format!("admin_token = \"{t}\"\n"))
+        .unwrap_or_default();
     std::fs::write(
         &config,
         format!(
             "[server]\nhttp = \"127.0.0.1:0\"\nhttps = \"off\"\nadmin = \"127.0.0.1:0\"\n\
-             admin_token = \"{TOKEN}\"\nstate_dir = \"{}\"\n{extra}",
+             {token}state_dir = \"{}\"\n{extra}",
             dir.join("state").display()
         ),
     )
@@ -30,10 +34,15 @@ fn write_config(dir: &Path, extra: &str) -> PathBuf {
 }
 
 fn serve(dir: &Path, extra: &str) -> Host {
-    let config = write_config(dir, extra);
+    start(&write_config(dir, Some(TOKEN), extra), dir)
+}
+
+/// Starts `virga serve --config config` and reads the addresses it prints.
+fn start(config: &Path, dir: &Path) -> Host {
     let mut child = virga()
         .args(["serve", "--config"])
-        .arg(&config)
+        .arg(config)
+        .env_remove("VIRGA_TOKEN")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -258,7 +267,7 @@ fn bad_uploads_and_tokens_are_refused_and_nothing_changes() {
 #[test]
 fn a_config_with_an_unknown_key_is_refused_by_name() {
     let dir = tempdir("serve-badconfig");
-    let config = write_config(&dir, "colour = \"blue\"\n");
+    let config = write_config(&dir, Some(TOKEN), "colour = \"blue\"\n");
     let out = virga()
         .args(["serve", "--config"])
         .arg(&config)
@@ -335,33 +344,8 @@ fn deploy_takes_a_section_of_a_config_file_and_the_token_file_is_private() {
     use virga_test_artifacts::HELLO;
     let dir = tempdir("serve-section");
     // No admin_token in the config: the host generates one into the state dir, mode 0600.
-    let config = dir.join("virga.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\nhttp = \"127.0.0.1:0\"\nhttps = \"off\"\nadmin = \"127.0.0.1:0\"\nstate_dir = \"{}\"\n",
-            dir.join("state").display()
-        ),
-    )
-    .unwrap();
-    let mut child = virga()
-        .args(["serve", "--config"])
-        .arg(&config)
-        .env_remove("VIRGA_TOKEN")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut urls = Vec::new();
-    while urls.len() < 2 {
-        let line = lines.next().unwrap().unwrap();
-        if let Some(url) = line.split_whitespace().find(|w| w.starts_with("http://")) {
-            urls.push(url.trim_end_matches('/').to_owned());
-        }
-    }
-    let _running = Running(child);
-    let (http, admin) = (urls[0].clone(), urls[1].clone());
+    let host = start(&write_config(&dir, None, ""), &dir);
+    let (http, admin) = (host.http.clone(), host.admin.clone());
     let token_file = dir.join("state/admin-token");
     #[cfg(unix)]
     {

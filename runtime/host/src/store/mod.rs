@@ -81,15 +81,20 @@ pub struct StoredVersion {
 
 /// SHA-256 of `bytes`, lower-case hex: the identity of a component in a store.
 pub fn content_digest(bytes: &[u8]) -> String {
-    sha256_hex(bytes)
+    hex(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes).as_ref())
 }
 
-pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
-    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+/// Lower-case hex of `bytes`.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut text = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(text, "{b:02x}");
+    }
+    text
 }
 
-/// Whether `digest` looks like what [`sha256_hex`] produces (guards paths built from it).
+/// Whether `digest` looks like what [`content_digest`] produces (guards paths built from it).
 pub(crate) fn is_digest(digest: &str) -> bool {
     digest.len() == 64
         && digest
