@@ -131,8 +131,10 @@ pub struct DeploymentInfo {
 
 impl Deployment {
     pub(crate) fn new(config: DeploymentConfig, created: u64) -> Self {
+        // Drop repeated routes, keeping the first of each (not only adjacent repeats).
         let mut routes = config.routes;
-        routes.dedup();
+        let mut seen = std::collections::HashSet::new();
+        routes.retain(|route| seen.insert(route.clone()));
         Self {
             env: config
                 .vars
