@@ -34,6 +34,9 @@ pub(crate) struct GuestBody {
     /// Set by the guest task when it fails, before its store is dropped.
     failure: Arc<OnceLock<String>>,
     ended: bool,
+    /// [`Limits::response_body`](crate::Limits::response_body), and the bytes sent so far.
+    max: u64,
+    sent: u64,
 }
 
 impl GuestBody {
@@ -41,12 +44,15 @@ impl GuestBody {
         inner: wasmtime_wasi_http::p2::body::HyperOutgoingBody,
         task: Option<JoinHandle<()>>,
         failure: Arc<OnceLock<String>>,
+        max: u64,
     ) -> Self {
         Self {
             inner,
             task,
             failure,
             ended: false,
+            max,
+            sent: 0,
         }
     }
 
@@ -73,7 +79,29 @@ impl GuestBody {
                 "the handler's response body failed: {e}"
             )
             .into()))),
-            Poll::Ready(Some(Ok(frame))) => Poll::Ready(Some(Ok(frame))),
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    self.sent = self.sent.saturating_add(data.len() as u64);
+                    if self.sent > self.max {
+                        // Stop the guest: nothing more of this body will be sent.
+                        if let Some(task) = self.task.take() {
+                            task.abort();
+                        }
+                        self.ended = true;
+                        let message = format!(
+                            "the response body was cut short: {}",
+                            crate::host::fetch::body::too_large(
+                                crate::Limit::ResponseBody,
+                                "the handler's response body",
+                                self.max
+                            )
+                        );
+                        tracing::warn!("{message}");
+                        return Poll::Ready(Some(Err(message.into())));
+                    }
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
             Poll::Pending => Poll::Pending,
         }
     }

@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -25,6 +24,47 @@ pub struct Config {
     /// Deployments declared in the file, deployed at start.
     #[serde(default)]
     pub deployments: Vec<StaticDeployment>,
+    /// Outbound fetch.
+    #[serde(default)]
+    pub fetch: FetchConfig,
+}
+
+/// `[fetch]`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct FetchConfig {
+    /// PEM files of CA certificates trusted besides the webpki roots (relative to the
+    /// config file). Default none.
+    #[serde(default)]
+    pub ca_certs: Vec<PathBuf>,
+}
+
+impl FetchConfig {
+    /// Reads the CA certificates of `ca_certs`; the error names the file and the problem.
+    pub fn load_ca_certs(
+        &self,
+    ) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, Error> {
+        use rustls::pki_types::pem::PemObject;
+        let mut certs = Vec::new();
+        for path in &self.ca_certs {
+            let pem = std::fs::read(path)
+                .map_err(|e| Error::io(format!("reading CA file {}", path.display()), e))?;
+            let before = certs.len();
+            for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
+                certs.push(cert.map_err(|e| {
+                    Error::Config(format!("{}: not a PEM certificate: {e}", path.display()))
+                })?);
+            }
+            if certs.len() == before {
+                return Err(Error::Config(format!(
+                    "{}: no PEM certificate in it",
+                    path.display()
+                )));
+            }
+        }
+        Ok(certs)
+    }
 }
 
 /// `[server]`.
@@ -80,34 +120,31 @@ impl Default for ServerConfig {
     }
 }
 
-/// Limits as written in the file; unset values fall back (to `[limits]`, then the built-in
-/// defaults: 50 ms CPU, 30 000 ms wall clock, 128 MiB memory).
-#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
+/// Limits as written in the file: keys of [`Limits::set`] (`cpu_ms = 100`,
+/// `memory_mib = 64`, `subrequests = 10`, ...). Unset keys fall back to `[limits]`, then to the
+/// built-in defaults documented on [`Limits`].
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
 #[non_exhaustive]
 pub struct LimitsConfig {
-    /// Guest CPU time per request, ms.
-    pub cpu_ms: Option<u64>,
-    /// Wall-clock time per request, ms.
-    pub wall_ms: Option<u64>,
-    /// Linear memory, MiB.
-    pub memory_mib: Option<u64>,
+    /// Values by key.
+    pub values: BTreeMap<String, u64>,
 }
 
 impl LimitsConfig {
-    /// These limits over `base`.
-    pub fn over(&self, base: &Limits) -> Limits {
+    /// These limits over `base`. Keys and values are checked when the file is parsed, so
+    /// this only fails for a `LimitsConfig` built by hand.
+    pub fn over(&self, base: &Limits) -> Result<Limits, Error> {
         let mut limits = base.clone();
-        if let Some(ms) = self.cpu_ms {
-            limits.cpu_time = Duration::from_millis(ms);
+        for (key, value) in &self.values {
+            limits.set(key, *value).map_err(Error::Config)?;
         }
-        if let Some(ms) = self.wall_ms {
-            limits.wall_time = Duration::from_millis(ms);
-        }
-        if let Some(mib) = self.memory_mib {
-            limits.memory = mib.saturating_mul(1 << 20);
-        }
-        limits
+        Ok(limits)
+    }
+
+    /// The value set for `key`, if any.
+    pub fn get(&self, key: &str) -> Option<u64> {
+        self.values.get(key).copied()
     }
 }
 
@@ -128,6 +165,9 @@ pub struct StaticDeployment {
     /// Its limits, over `[limits]`.
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// Origins it may fetch from (see [`AllowedOrigin`](crate::AllowedOrigin)).
+    #[serde(default)]
+    pub allow: Vec<String>,
 }
 
 impl Config {
@@ -145,6 +185,11 @@ impl Config {
             .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
         let mut config = Self::parse(&text, &path.display().to_string())?;
         let base = path.parent().unwrap_or(Path::new("."));
+        for ca in &mut config.fetch.ca_certs {
+            if ca.is_relative() {
+                *ca = base.join(&*ca);
+            }
+        }
         for deployment in &mut config.deployments {
             if deployment.module.is_relative() {
                 deployment.module = base.join(&deployment.module);
@@ -155,7 +200,10 @@ impl Config {
 
     /// The default limits: `[limits]` over the built-in defaults.
     pub fn default_limits(&self) -> Limits {
-        self.limits.over(&Limits::default())
+        // Checked at parse time.
+        self.limits
+            .over(&Limits::default())
+            .unwrap_or_default()
     }
 
     fn check(&self, origin: &str) -> Result<(), Error> {
@@ -166,7 +214,18 @@ impl Config {
         if self.server.max_upload_mib == 0 {
             return fail("max_upload_mib must be at least 1".into());
         }
+        if let Err(Error::Config(e)) = self.limits.over(&Limits::default()) {
+            return fail(format!("[limits]: {e}"));
+        }
         for d in &self.deployments {
+            if let Err(Error::Config(e)) = d.limits.over(&Limits::default()) {
+                return fail(format!("deployment '{}': {e}", d.name));
+            }
+            for origin in &d.allow {
+                if let Err(e) = origin.parse::<crate::AllowedOrigin>() {
+                    return fail(format!("deployment '{}': {e}", d.name));
+                }
+            }
             if d.routes.is_empty() {
                 return fail(format!("deployment '{}' has no routes", d.name));
             }
@@ -224,7 +283,7 @@ mod tests {
         let config = Config::parse(text, "virga.example.toml").unwrap();
         assert_eq!(config.server.admin, default_admin());
         assert_eq!(config.deployments.len(), 1);
-        assert_eq!(config.deployments[0].limits.cpu_ms, Some(100));
+        assert_eq!(config.deployments[0].limits.get("cpu_ms"), Some(100));
     }
 
     #[test]
@@ -264,8 +323,14 @@ mod tests {
                 "needs a path part",
             ),
             (
-                "[[deployments]]\nname = \"a\"\nmodule = \"a.wasm\"\nroutes = [\"*/*\"]\nallow = []",
-                "unknown field `allow`",
+                "[[deployments]]\nname = \"a\"\nmodule = \"a.wasm\"\nroutes = [\"*/*\"]\nallow = [\"ftp://x\"]",
+                "invalid origin 'ftp://x'",
+            ),
+            ("[limits]\ncpu = 5", "unknown limit 'cpu'"),
+            ("[limits]\nmemory_mib = 0", "'memory_mib' must be greater than 0"),
+            (
+                "[[deployments]]\nname = \"a\"\nmodule = \"a.wasm\"\nroutes = [\"*/*\"]\n[deployments.limits]\nsubrequests = -1",
+                "invalid value",
             ),
             ("[server", "unclosed table"),
         ] {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use wasmtime::component::Component;
 
 use crate::bindings::HandlerPre;
+use crate::host::fetch::AllowedOrigin;
 use crate::limits::Limits;
 use crate::route::RoutePattern;
 use crate::state::RequestState;
@@ -61,6 +62,8 @@ pub struct DeploymentConfig {
     pub limits: Limits,
     /// Variables the guest reads as environment variables. Default is none.
     pub vars: BTreeMap<String, String>,
+    /// Origins its handlers may fetch from. Default is none: every subrequest is refused.
+    pub allow: Vec<AllowedOrigin>,
 }
 
 impl DeploymentConfig {
@@ -72,7 +75,14 @@ impl DeploymentConfig {
             routes: Vec::new(),
             limits: Limits::default(),
             vars: BTreeMap::new(),
+            allow: Vec::new(),
         }
+    }
+
+    /// Lets the handlers fetch from `origin` (see [`AllowedOrigin`] for the forms).
+    pub fn allow(mut self, origin: AllowedOrigin) -> Self {
+        self.allow.push(origin);
+        self
     }
 
     /// Sets a variable the guest reads as an environment variable.
@@ -103,6 +113,9 @@ pub(crate) struct Deployment {
     pub(crate) routes: Vec<RoutePattern>,
     pub(crate) limits: Limits,
     pub(crate) vars: BTreeMap<String, String>,
+    pub(crate) allow: Vec<AllowedOrigin>,
+    /// Slots for requests running at once ([`Limits::concurrency`]).
+    pub(crate) slots: Arc<tokio::sync::Semaphore>,
     /// `vars` as the pairs WASI takes, built once.
     pub(crate) env: Vec<(String, String)>,
     /// Seconds since the Unix epoch.
@@ -127,6 +140,8 @@ pub struct DeploymentInfo {
     pub limits: Limits,
     /// Its variables.
     pub vars: BTreeMap<String, String>,
+    /// The origins it may fetch from.
+    pub allow: Vec<String>,
 }
 
 impl Deployment {
@@ -135,7 +150,15 @@ impl Deployment {
         let mut routes = config.routes;
         let mut seen = std::collections::HashSet::new();
         routes.retain(|route| seen.insert(route.clone()));
+        let mut allow = config.allow;
+        let mut seen_origins = std::collections::HashSet::new();
+        allow.retain(|origin| seen_origins.insert(origin.clone()));
+        let slots = usize::try_from(config.limits.concurrency)
+            .unwrap_or(usize::MAX)
+            .min(tokio::sync::Semaphore::MAX_PERMITS);
         Self {
+            allow,
+            slots: Arc::new(tokio::sync::Semaphore::new(slots)),
             env: config
                 .vars
                 .iter()
@@ -160,6 +183,7 @@ impl Deployment {
             routes: self.routes.iter().map(ToString::to_string).collect(),
             limits: self.limits.clone(),
             vars: self.vars.clone(),
+            allow: self.allow.iter().map(ToString::to_string).collect(),
         }
     }
 }

@@ -14,6 +14,9 @@ use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use crate::body::{Body, GuestBody};
 use crate::deployment::{Deployment, SharedDeployment};
 use crate::error::{Error, GuestFailure};
+use crate::host::fetch::OutboundHooks;
+use crate::host::fetch::body::Guarded;
+use crate::trace::TraceContext;
 use crate::limits::Limit;
 use crate::route::strip_port;
 use crate::runtime::{GuestOutput, Runtime, first_line};
@@ -100,17 +103,48 @@ where
         }
     };
     let limits = &deployment.limits;
+    let limit_failure = |limit| Error::Guest {
+        deployment: deployment.name.clone(),
+        failure: GuestFailure::limit(limit, limits),
+    };
+    // A declared body over the limit is refused before any guest runs (an undeclared one
+    // fails when the guest reads past the limit).
+    let declared = request
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limits.request_body) {
+        return Err(limit_failure(Limit::RequestBody));
+    }
+    let slot = match deployment.slots.clone().try_acquire_owned() {
+        Ok(slot) => slot,
+        Err(_) => {
+            let wait = deployment.slots.clone().acquire_owned();
+            match tokio::time::timeout(limits.queue_time, wait).await {
+                Ok(Ok(slot)) => slot,
+                _ => return Err(limit_failure(Limit::Concurrency)),
+            }
+        }
+    };
+    let hooks = OutboundHooks::new(
+        deployment.clone(),
+        inner.fetch.clone(),
+        TraceContext::from_headers(request.headers()),
+    );
     let mut store = Store::new(
         &inner.engine,
-        RequestState::new(wasi, limits, inner.options.engine.epoch_tick),
+        RequestState::new(wasi, limits, inner.options.engine.epoch_tick, hooks),
     );
     store.limiter(|state| state.limiter());
     store.epoch_deadline_callback(RequestState::on_epoch_tick);
     store.call_hook(RequestState::on_call_hook);
     store.set_epoch_deadline(1);
 
+    let request_body = limits.request_body;
     let request = request.map(|body| {
-        body.map_err(|e| wasmtime_wasi_http::Error::InternalError(Some(e.into().to_string())))
+        Guarded::new(body, Limit::RequestBody, request_body, "the request body", None, None)
+            .map_err(|e| wasmtime_wasi_http::Error::InternalError(Some(e.to_string())))
     });
     let (sender, receiver) = oneshot::channel();
     let incoming = store
@@ -169,6 +203,7 @@ where
             let _ = task_failure_note.set(e.to_string());
         }
         drop(store);
+        drop(slot);
         let _ = done_tx.send(outcome);
     };
 
@@ -195,7 +230,22 @@ where
     };
     match answer {
         Ok(Ok(response)) => {
-            Ok(response.map(|body| GuestBody::new(body, task, failure_note).boxed_unsync()))
+            let max = deployment.limits.response_body;
+            let declared = response
+                .headers()
+                .get(http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            if declared.is_some_and(|len| len > max) {
+                if let Some(task) = task {
+                    task.abort();
+                }
+                return Err(failure(GuestFailure::limit(
+                    Limit::ResponseBody,
+                    &deployment.limits,
+                )));
+            }
+            Ok(response.map(|body| GuestBody::new(body, task, failure_note, max).boxed_unsync()))
         }
         Ok(Err(code)) => Err(failure(GuestFailure::ErrorCode(error_code_name(&code)))),
         Err(_) => match done_rx.await {

@@ -5,7 +5,7 @@ use std::fmt;
 
 use http::StatusCode;
 
-use crate::limits::{Limit, Limits, human_bytes};
+use crate::limits::{Limit, Limits};
 
 /// An error of the Virga library.
 #[derive(Debug, thiserror::Error)]
@@ -121,7 +121,8 @@ impl Error {
     }
 
     /// The response a listener sends for this error: its [`status`](Self::status) and a
-    /// one-line plain-text body naming the problem. A CPU-time limit adds `Retry-After: 1`.
+    /// one-line plain-text body naming the problem. A CPU-time or concurrency limit adds
+    /// `Retry-After: 1`.
     pub fn into_response(&self) -> http::Response<crate::Body> {
         let mut response = http::Response::new(crate::body::full(format!("{self}\n")));
         *response.status_mut() = self.status();
@@ -130,7 +131,9 @@ impl Error {
             http::header::CONTENT_TYPE,
             http::HeaderValue::from_static("text/plain; charset=utf-8"),
         );
-        if self.limit() == Some(Limit::CpuTime) || matches!(self, Error::Capacity(_)) {
+        if matches!(self.limit(), Some(Limit::CpuTime | Limit::Concurrency))
+            || matches!(self, Error::Capacity(_))
+        {
             headers.insert(
                 http::header::RETRY_AFTER,
                 http::HeaderValue::from_static("1"),
@@ -168,22 +171,28 @@ pub enum GuestFailure {
 
 impl GuestFailure {
     pub(crate) fn limit(limit: Limit, limits: &Limits) -> Self {
-        let allowed = match limit {
-            Limit::CpuTime => format!("{} ms", limits.cpu_time.as_millis()),
-            Limit::WallTime => format!("{} ms", limits.wall_time.as_millis()),
-            Limit::Memory => human_bytes(limits.memory),
-        };
-        GuestFailure::LimitExceeded { limit, allowed }
+        GuestFailure::LimitExceeded {
+            limit,
+            allowed: limits.describe(limit),
+        }
     }
 
-    /// 503 for CPU time (the request may succeed on retry with less load), 504 for wall-clock
-    /// time, 500 for everything else.
+    /// 503 for CPU time and concurrency (the request may succeed on retry with less load),
+    /// 504 for wall-clock time, 413 for the request body, 500 for everything else.
     pub fn status(&self) -> StatusCode {
         match self {
             GuestFailure::LimitExceeded {
                 limit: Limit::CpuTime,
                 ..
+            }
+            | GuestFailure::LimitExceeded {
+                limit: Limit::Concurrency,
+                ..
             } => StatusCode::SERVICE_UNAVAILABLE,
+            GuestFailure::LimitExceeded {
+                limit: Limit::RequestBody,
+                ..
+            } => StatusCode::PAYLOAD_TOO_LARGE,
             GuestFailure::LimitExceeded {
                 limit: Limit::WallTime,
                 ..

@@ -44,6 +44,7 @@ mod deployment;
 mod dispatch;
 mod engine;
 mod error;
+mod host;
 mod limits;
 mod registry;
 mod route;
@@ -51,11 +52,16 @@ mod runtime;
 pub mod server;
 mod state;
 pub mod store;
+mod trace;
 
 pub use body::{Body, BodyError, full};
 pub use deployment::{CompiledComponent, DeploymentConfig, DeploymentInfo};
 pub use dispatch::ConnectionInfo;
 pub use error::{Error, GuestFailure};
+pub use host::fetch::{
+    AllowedOrigin, BoxError, FetchBackend, FetchBody, FetchError, HyperFetch, InvalidOrigin,
+    SendOptions,
+};
 pub use limits::{Limit, Limits};
 pub use route::{RouteError, RoutePattern};
 pub use runtime::{GuestOutput, Runtime, RuntimeBuilder};

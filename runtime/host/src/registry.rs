@@ -37,7 +37,10 @@ pub(crate) struct Registry {
 pub(crate) enum Change {
     /// Add a new version (its `version` field is assigned here) and make it live, keeping at
     /// most `keep` versions.
-    Deploy { deployment: Deployment, keep: usize },
+    Deploy {
+        deployment: Box<Deployment>,
+        keep: usize,
+    },
     /// Make an earlier kept version live: a given one, or the one before the live one.
     Rollback { name: String, to: Option<u64> },
     /// Remove a deployment and all its versions.
@@ -86,7 +89,7 @@ impl Registry {
                 deployment.version = entry
                     .and_then(|e| e.versions.iter().map(|d| d.version).max())
                     .map_or(1, |v| v + 1);
-                let deployment = Arc::new(deployment);
+                let deployment = Arc::new(*deployment);
                 let mut versions = entry.map(|e| e.versions.clone()).unwrap_or_default();
                 versions.push(deployment.clone());
                 let excess = versions.len().saturating_sub(keep.max(1));

@@ -15,6 +15,7 @@ use crate::deployment::Deployment;
 use crate::deployment::{CompiledComponent, DeploymentConfig, DeploymentInfo};
 use crate::engine::{EngineOptions, EpochTicker, build_engine};
 use crate::error::Error;
+use crate::host::fetch::{FetchBackend, HyperFetch, InvalidOrigin};
 use crate::limits::Limits;
 use crate::registry::Registry;
 use crate::registry::{Change, Entry};
@@ -39,6 +40,8 @@ pub struct RuntimeBuilder {
     pub(crate) guest_output: GuestOutput,
     store: Option<Arc<dyn DeploymentStore>>,
     keep_versions: usize,
+    fetch: Option<Arc<dyn FetchBackend>>,
+    extra_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
 }
 
 impl Default for RuntimeBuilder {
@@ -48,6 +51,8 @@ impl Default for RuntimeBuilder {
             guest_output: GuestOutput::Discard,
             store: None,
             keep_versions: 10,
+            fetch: None,
+            extra_roots: Vec::new(),
         }
     }
 }
@@ -100,6 +105,24 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Sends guests' subrequests with `backend` (after the policy has allowed them). Default
+    /// is [`HyperFetch`] trusting the webpki roots and
+    /// [`extra_root_certificates`](Self::extra_root_certificates).
+    pub fn fetch_backend(&mut self, backend: Arc<dyn FetchBackend>) -> &mut Self {
+        self.fetch = Some(backend);
+        self
+    }
+
+    /// CA certificates the default fetch backend trusts besides the webpki roots (a private
+    /// CA, a test CA). Default is none.
+    pub fn extra_root_certificates(
+        &mut self,
+        certificates: impl IntoIterator<Item = rustls::pki_types::CertificateDer<'static>>,
+    ) -> &mut Self {
+        self.extra_roots.extend(certificates);
+        self
+    }
+
     /// Builds the runtime: creates the engine, starts its epoch thread, and restores the
     /// deployments of the store, if one is set (from precompiled artifacts: no recompiling).
     pub fn build(&self) -> Result<Runtime, Error> {
@@ -110,9 +133,16 @@ impl RuntimeBuilder {
             .and_then(|()| wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker))
             .map_err(|e| Error::Engine(format!("cannot link WASI: {e}")))?;
         let engine_key = engine_key(&engine);
+        let fetch = match &self.fetch {
+            Some(backend) => backend.clone(),
+            None => Arc::new(
+                HyperFetch::new(&self.extra_roots).map_err(|e| Error::Tls(e.to_string()))?,
+            ),
+        };
         let runtime = Runtime {
             inner: Arc::new(Inner {
                 engine,
+                fetch,
                 engine_key,
                 linker,
                 registry: Registry::default(),
@@ -138,6 +168,7 @@ pub struct Runtime {
 
 pub(crate) struct Inner {
     pub(crate) engine: Engine,
+    pub(crate) fetch: Arc<dyn FetchBackend>,
     engine_key: String,
     linker: Linker<RequestState>,
     pub(crate) registry: Registry,
@@ -228,12 +259,21 @@ impl Runtime {
             let mut versions = Vec::new();
             for v in &stored.versions {
                 let component = self.load_stored(store, &v.component)?;
-                let mut config = DeploymentConfig::new(name.clone(), component).limits(
-                    Limits::default()
-                        .cpu_time(Duration::from_millis(v.cpu_ms))
-                        .wall_time(Duration::from_millis(v.wall_ms))
-                        .memory(v.memory),
-                );
+                let mut limits = Limits::default()
+                    .cpu_time(Duration::from_millis(v.cpu_ms))
+                    .wall_time(Duration::from_millis(v.wall_ms))
+                    .memory(v.memory);
+                for (key, value) in &v.limits {
+                    limits
+                        .set(key, *value)
+                        .map_err(|e| Error::Store(format!("deployment '{name}': {e}")))?;
+                }
+                let mut config = DeploymentConfig::new(name.clone(), component).limits(limits);
+                for origin in &v.allow {
+                    config.allow.push(origin.parse().map_err(|e: InvalidOrigin| {
+                        Error::Store(format!("deployment '{name}': {e}"))
+                    })?);
+                }
                 for route in &v.routes {
                     config.routes.push(route.parse()?);
                 }
@@ -281,6 +321,13 @@ impl Runtime {
                     cpu_ms: u64::try_from(d.limits.cpu_time.as_millis()).unwrap_or(u64::MAX),
                     wall_ms: u64::try_from(d.limits.wall_time.as_millis()).unwrap_or(u64::MAX),
                     memory: d.limits.memory,
+                    limits: d
+                        .limits
+                        .entries()
+                        .into_iter()
+                        .map(|(k, v)| (k.to_owned(), v))
+                        .collect(),
+                    allow: d.allow.iter().map(ToString::to_string).collect(),
                     created: d.created,
                 })
                 .collect();
@@ -325,7 +372,7 @@ impl Runtime {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         let change = Change::Deploy {
-            deployment: Deployment::new(config, created),
+            deployment: Box::new(Deployment::new(config, created)),
             keep: self.inner.options.keep_versions,
         };
         self.apply(change)?

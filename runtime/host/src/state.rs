@@ -4,8 +4,9 @@
 use wasmtime::component::ResourceTable;
 use wasmtime::{CallHook, ResourceLimiter, StoreContextMut, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
-use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
+use crate::host::fetch::OutboundHooks;
 use crate::limits::{Limit, Limits};
 
 /// The data of one request's store. Created fresh for every request and dropped with it,
@@ -22,14 +23,19 @@ pub(crate) struct RequestState {
 }
 
 impl RequestState {
-    pub(crate) fn new(wasi: WasiCtx, limits: &Limits, tick: std::time::Duration) -> Self {
+    pub(crate) fn new(
+        wasi: WasiCtx,
+        limits: &Limits,
+        tick: std::time::Duration,
+        hooks: OutboundHooks,
+    ) -> Self {
         let tick_ns = tick.as_nanos().max(1);
         let cpu_ticks = limits.cpu_time.as_nanos().div_ceil(tick_ns);
         Self {
             wasi,
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
-            hooks: OutboundHooks,
+            hooks,
             memory: MemoryLimiter {
                 limit: usize::try_from(limits.memory).unwrap_or(usize::MAX),
                 exceeded: false,
@@ -95,31 +101,6 @@ impl WasiHttpView for RequestState {
             table: &mut self.table,
             hooks: &mut self.hooks,
         }
-    }
-}
-
-/// Outbound HTTP policy. Deny by default: until a deployment is given an allow-list, a
-/// guest's `wasi:http/outgoing-handler` calls fail with `HTTP-request-denied`.
-struct OutboundHooks;
-
-impl WasiHttpHooks for OutboundHooks {
-    fn send_request(
-        &mut self,
-        _request: http::Request<wasmtime_wasi_http::WasiBody>,
-        _options: Option<wasmtime_wasi_http::RequestOptions>,
-        _fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
-    ) -> Box<
-        dyn Future<
-                Output = Result<
-                    (
-                        http::Response<wasmtime_wasi_http::WasiBody>,
-                        Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
-                    ),
-                    wasmtime_wasi_http::Error,
-                >,
-            > + Send,
-    > {
-        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
     }
 }
 

@@ -35,6 +35,15 @@ pub(crate) struct DeployArgs {
     /// Guest memory, MiB (default: the host's).
     #[arg(long)]
     memory_mib: Option<u64>,
+    /// Any limit as KEY=VALUE (repeatable): cpu_ms, wall_ms, memory_mib, subrequests,
+    /// request_body_mib, response_body_mib, outbound_body_mib, concurrency, queue_ms,
+    /// connect_timeout_ms, first_byte_timeout_ms, between_bytes_timeout_ms.
+    #[arg(long = "limit", value_name = "KEY=VALUE")]
+    limits: Vec<String>,
+    /// An origin its handlers may fetch from, e.g. 'https://api.example.com' or
+    /// 'https://*.example.com:8443' (repeatable; default none).
+    #[arg(long = "allow", value_name = "ORIGIN")]
+    allow: Vec<String>,
     #[command(flatten)]
     admin: AdminArgs,
 }
@@ -64,12 +73,18 @@ pub(crate) async fn run(mut args: DeployArgs) -> Result<()> {
             .collect();
         vars.append(&mut args.vars);
         args.vars = vars;
-        let limits = section.limits.over(&config.default_limits());
-        args.cpu_ms
-            .get_or_insert(u64::try_from(limits.cpu_time.as_millis())?);
-        args.wall_ms
-            .get_or_insert(u64::try_from(limits.wall_time.as_millis())?);
-        args.memory_mib.get_or_insert(limits.memory >> 20);
+        // The section's limits over the file's [limits], then the flags over those.
+        let limits = section.limits.over(&config.default_limits())?;
+        let mut from_file: Vec<String> = limits
+            .entries()
+            .into_iter()
+            .map(|(key, value)| format!("{key}={value}"))
+            .collect();
+        from_file.append(&mut args.limits);
+        args.limits = from_file;
+        let mut allow = section.allow.clone();
+        allow.append(&mut args.allow);
+        args.allow = allow;
     }
     let wasm = args.wasm.clone().context("give the component to deploy")?;
     let bytes = std::fs::read(&wasm).with_context(|| format!("reading {}", wasm.display()))?;
@@ -79,6 +94,15 @@ pub(crate) async fn run(mut args: DeployArgs) -> Result<()> {
     }
     for var in &args.vars {
         query.append_pair("var", var);
+    }
+    for origin in &args.allow {
+        query.append_pair("allow", origin);
+    }
+    for limit in &args.limits {
+        let (key, value) = limit
+            .split_once('=')
+            .with_context(|| format!("--limit takes KEY=VALUE, not '{limit}'"))?;
+        query.append_pair(key, value);
     }
     for (key, value) in [
         ("cpu_ms", args.cpu_ms),

@@ -32,6 +32,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
         .store(Arc::new(store))
         .keep_versions(server_config.keep_versions)
         .max_instances(server_config.max_instances)
+        .extra_root_certificates(config.fetch.load_ca_certs()?)
         .build()
         .context("restoring the deployments")?;
     let restored = runtime.deployments().len();
@@ -45,7 +46,12 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
                 declared.module.display()
             )
         })?;
-        let limits = declared.limits.over(&defaults);
+        let limits = declared.limits.over(&defaults)?;
+        let allow = declared
+            .allow
+            .iter()
+            .map(|origin| origin.parse::<virga::AllowedOrigin>())
+            .collect::<Result<Vec<_>, _>>()?;
         let live = runtime
             .deployments()
             .into_iter()
@@ -55,6 +61,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
                 && d.routes == declared.routes
                 && d.limits == limits
                 && d.vars == declared.vars
+                && d.allow == allow.iter().map(ToString::to_string).collect::<Vec<_>>()
         });
         if unchanged {
             continue;
@@ -71,6 +78,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
             deployment = deployment.route(route.parse()?);
         }
         deployment.vars = declared.vars.clone();
+        deployment.allow = allow;
         let info = runtime
             .deploy(deployment)
             .with_context(|| format!("deployment '{}'", declared.name))?;

@@ -4,7 +4,7 @@
 //! |---|---|---|
 //! | GET | `/v1/health` | `{"status":"ok"}` (no token needed, for probes) |
 //! | GET | `/v1/deployments` | list deployments with their kept versions |
-//! | PUT | `/v1/deployments/{name}?route=R&route=R2&var=K=V&cpu_ms=&wall_ms=&memory_mib=` | body: the component; deploys it as a new version |
+//! | PUT | `/v1/deployments/{name}?route=R&route=R2&var=K=V&allow=ORIGIN&LIMIT=N` | body: the component; deploys it as a new version (LIMIT: any key of `Limits::set`, e.g. `cpu_ms`, `memory_mib`, `subrequests`) |
 //! | POST | `/v1/deployments/{name}/rollback[?to=N]` | makes version N (default: the previous one) live |
 //! | DELETE | `/v1/deployments/{name}` | removes the deployment |
 //!
@@ -13,7 +13,6 @@
 //! [`Error::status`](crate::Error::status).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, Response, StatusCode};
@@ -118,11 +117,13 @@ fn info_json(info: &DeploymentInfo) -> Value {
         "versions": info.versions,
         "component": info.component,
         "routes": info.routes,
-        "limits": {
-            "cpu_ms": info.limits.cpu_time.as_millis() as u64,
-            "wall_ms": info.limits.wall_time.as_millis() as u64,
-            "memory": info.limits.memory,
-        },
+        "limits": info
+            .limits
+            .entries()
+            .into_iter()
+            .map(|(key, value)| (key.to_owned(), Value::from(value)))
+            .collect::<serde_json::Map<String, Value>>(),
+        "allow": info.allow,
     })
 }
 
@@ -264,6 +265,7 @@ where
 {
     let mut routes = Vec::new();
     let mut vars = Vec::new();
+    let mut allow = Vec::new();
     let mut limits = options.default_limits.clone();
     for (key, value) in query(&request) {
         let number = || {
@@ -283,9 +285,11 @@ where
                 }
                 _ => Err(format!("'var' must be NAME=VALUE, not '{value}'")),
             },
-            "cpu_ms" => number().map(|n| limits.cpu_time = Duration::from_millis(n)),
-            "wall_ms" => number().map(|n| limits.wall_time = Duration::from_millis(n)),
-            "memory_mib" => number().map(|n| limits.memory = n.saturating_mul(1 << 20)),
+            "allow" => value
+                .parse()
+                .map(|o| allow.push(o))
+                .map_err(|e: crate::InvalidOrigin| e.to_string()),
+            key if Limits::is_key(key) => number().and_then(|n| limits.set(key, n)),
             _ => Err(format!("unknown parameter '{key}'")),
         };
         if let Err(message) = parsed {
@@ -348,6 +352,7 @@ where
         let mut config = DeploymentConfig::new(name, component).limits(limits);
         config.routes = routes;
         config.vars.extend(vars);
+        config.allow = allow;
         runtime.deploy(config)
     })
     .await;

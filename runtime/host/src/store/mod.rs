@@ -75,6 +75,13 @@ pub struct StoredVersion {
     pub wall_ms: u64,
     /// Memory limit, bytes.
     pub memory: u64,
+    /// Every limit by its key ([`Limits::set`](crate::Limits::set)); absent keys take their
+    /// defaults. Over `cpu_ms`, `wall_ms` and `memory`, which stay for older readers.
+    #[serde(default)]
+    pub limits: BTreeMap<String, u64>,
+    /// Origins the deployment may fetch from.
+    #[serde(default)]
+    pub allow: Vec<String>,
     /// When it was deployed, seconds since the Unix epoch.
     pub created: u64,
 }

@@ -1,0 +1,4 @@
+//! The host side of the interfaces guests import beyond plain WASI: one file per interface,
+//! each over a backend trait that embedders can swap.
+
+pub(crate) mod fetch;
