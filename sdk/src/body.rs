@@ -3,7 +3,7 @@
 use std::fmt;
 
 use bytes::Bytes;
-use wasip2::http::types::{IncomingBody as WasiIncomingBody, IncomingRequest};
+use wasip2::http::types::{IncomingBody as WasiIncomingBody, IncomingRequest, IncomingResponse};
 use wasip2::io::streams::{InputStream, OutputStream, StreamError};
 
 use crate::Error;
@@ -11,13 +11,19 @@ use crate::Error;
 /// Largest read asked of the host at once.
 const READ_CHUNK: u64 = 64 * 1024;
 
-/// The body of an incoming request, read from the host as the handler asks for it. Nothing
-/// is asked of the host until the first read: a handler that ignores the body pays nothing.
+/// The body of an incoming request or of a fetched response, read from the host as the
+/// handler asks for it. Nothing is asked of the host until the first read: a handler that
+/// ignores the body pays nothing.
 pub struct IncomingBody {
     // Field order matters: the stream is a child of the body and must be dropped first.
     stream: Option<InputStream>,
     body: Option<WasiIncomingBody>,
-    request: Option<IncomingRequest>,
+    source: Option<Source>,
+}
+
+enum Source {
+    Request(IncomingRequest),
+    Response(IncomingResponse),
 }
 
 impl IncomingBody {
@@ -25,16 +31,35 @@ impl IncomingBody {
         Self {
             stream: None,
             body: None,
-            request: Some(request),
+            source: Some(Source::Request(request)),
         }
     }
 
-    /// Takes the body and its stream from the request, on first use.
-    fn open(&mut self) {
-        if let Some(request) = self.request.take() {
-            self.body = request.consume().ok();
-            self.stream = self.body.as_ref().and_then(|b| b.stream().ok());
+    pub(crate) fn from_response(response: IncomingResponse) -> Self {
+        Self {
+            stream: None,
+            body: None,
+            source: Some(Source::Response(response)),
         }
+    }
+
+    pub(crate) fn empty() -> Self {
+        Self {
+            stream: None,
+            body: None,
+            source: None,
+        }
+    }
+
+    /// Takes the body and its stream from the request or response, on first use.
+    fn open(&mut self) {
+        let body = match self.source.take() {
+            Some(Source::Request(request)) => request.consume().ok(),
+            Some(Source::Response(response)) => response.consume().ok(),
+            None => return,
+        };
+        self.body = body;
+        self.stream = self.body.as_ref().and_then(|b| b.stream().ok());
     }
 
     /// The next chunk of the body, `None` at its end.
@@ -50,7 +75,7 @@ impl IncomingBody {
             Err(StreamError::LastOperationFailed(e)) => {
                 self.close();
                 Some(Err(Error::msg(format!(
-                    "reading the request body failed: {}",
+                    "reading the body failed: {}",
                     e.to_debug_string()
                 ))))
             }
@@ -65,7 +90,7 @@ impl IncomingBody {
             if all.len() > limit {
                 return Err(Error::new(
                     http::StatusCode::PAYLOAD_TOO_LARGE,
-                    format!("the request body is larger than {limit} bytes"),
+                    format!("the body is larger than {limit} bytes"),
                 ));
             }
         }
@@ -92,7 +117,7 @@ impl fmt::Debug for IncomingBody {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("IncomingBody")
             .field("open", &self.stream.is_some())
-            .field("unread", &self.request.is_some())
+            .field("unread", &self.source.is_some())
             .finish()
     }
 }

@@ -23,12 +23,16 @@
 
 mod body;
 mod error;
+mod fetch;
+mod reactor;
 mod run;
 
 pub use body::{Body, BodyWriter, IncomingBody};
 pub use bytes::Bytes;
 pub use error::Error;
+pub use fetch::{FetchError, fetch};
 pub use http;
+pub use reactor::join_all;
 pub use virga_sdk_macro::handler;
 
 /// A request as a handler receives it.
@@ -49,6 +53,14 @@ impl Env {
     /// A variable of the deployment (from its configuration), if set.
     pub fn var(&self, name: &str) -> Option<String> {
         std::env::var(name).ok()
+    }
+
+    /// Sends a subrequest: the same as [`fetch`].
+    pub async fn fetch(
+        &self,
+        request: http::Request<Body>,
+    ) -> Result<http::Response<IncomingBody>, FetchError> {
+        fetch(request).await
     }
 }
 

@@ -1,15 +1,13 @@
 //! The glue between the exported `wasi:http/incoming-handler` and a handler function.
 
 use std::future::Future;
-use std::pin::pin;
-use std::task::{Context, Poll, Waker};
 
 use wasip2::http::types::{
     Fields, IncomingRequest, Method, OutgoingBody, OutgoingResponse, ResponseOutparam, Scheme,
 };
 
 use crate::body::{BodyKind, BodyWriter, IncomingBody, splice_all, write_all};
-use crate::{Body, Env, Error, Request, Response};
+use crate::{Body, Env, Error, Request, Response, reactor};
 
 /// What a handler may return: a response, or a result whose error converts into [`Error`].
 pub trait IntoHandlerResult {
@@ -37,7 +35,7 @@ where
     Fut::Output: IntoHandlerResult,
 {
     let result = match convert_request(request) {
-        Ok(request) => block_on(handler(request, Env::default())).into_handler_result(),
+        Ok(request) => reactor::block_on(handler(request, Env::default())).into_handler_result(),
         Err(e) => Err(e),
     };
     let response = result.unwrap_or_else(|e| {
@@ -172,19 +170,5 @@ fn finish(body: OutgoingBody, result: Result<(), Error>) {
             eprintln!("virga-sdk: response body aborted: {e}");
             drop(body);
         }
-    }
-}
-
-/// Drives the handler's future. This version of the SDK has no host calls that suspend, so a
-/// handler's future completes on its first polls; one that waits on anything else spins
-/// until the deployment's CPU-time limit stops it.
-fn block_on<F: Future>(future: F) -> F::Output {
-    let mut future = pin!(future);
-    let mut cx = Context::from_waker(Waker::noop());
-    loop {
-        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
-            return output;
-        }
-        std::thread::yield_now();
     }
 }

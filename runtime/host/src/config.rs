@@ -42,9 +42,7 @@ pub struct FetchConfig {
 
 impl FetchConfig {
     /// Reads the CA certificates of `ca_certs`; the error names the file and the problem.
-    pub fn load_ca_certs(
-        &self,
-    ) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, Error> {
+    pub fn load_ca_certs(&self) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, Error> {
         use rustls::pki_types::pem::PemObject;
         let mut certs = Vec::new();
         for path in &self.ca_certs {
@@ -201,9 +199,7 @@ impl Config {
     /// The default limits: `[limits]` over the built-in defaults.
     pub fn default_limits(&self) -> Limits {
         // Checked at parse time.
-        self.limits
-            .over(&Limits::default())
-            .unwrap_or_default()
+        self.limits.over(&Limits::default()).unwrap_or_default()
     }
 
     fn check(&self, origin: &str) -> Result<(), Error> {
@@ -327,7 +323,10 @@ mod tests {
                 "invalid origin 'ftp://x'",
             ),
             ("[limits]\ncpu = 5", "unknown limit 'cpu'"),
-            ("[limits]\nmemory_mib = 0", "'memory_mib' must be greater than 0"),
+            (
+                "[limits]\nmemory_mib = 0",
+                "'memory_mib' must be greater than 0",
+            ),
             (
                 "[[deployments]]\nname = \"a\"\nmodule = \"a.wasm\"\nroutes = [\"*/*\"]\n[deployments.limits]\nsubrequests = -1",
                 "invalid value",

@@ -16,11 +16,11 @@ use crate::deployment::{Deployment, SharedDeployment};
 use crate::error::{Error, GuestFailure};
 use crate::host::fetch::OutboundHooks;
 use crate::host::fetch::body::Guarded;
-use crate::trace::TraceContext;
 use crate::limits::Limit;
 use crate::route::strip_port;
 use crate::runtime::{GuestOutput, Runtime, first_line};
 use crate::state::RequestState;
+use crate::trace::TraceContext;
 
 /// Facts about the connection a request came in on, set by the listener as a request
 /// extension. Embedders may set it too; without it a request counts as plain `http`.
@@ -143,8 +143,15 @@ where
 
     let request_body = limits.request_body;
     let request = request.map(|body| {
-        Guarded::new(body, Limit::RequestBody, request_body, "the request body", None, None)
-            .map_err(|e| wasmtime_wasi_http::Error::InternalError(Some(e.to_string())))
+        Guarded::new(
+            body,
+            Limit::RequestBody,
+            request_body,
+            "the request body",
+            None,
+            None,
+        )
+        .map_err(|e| wasmtime_wasi_http::Error::InternalError(Some(e.to_string())))
     });
     let (sender, receiver) = oneshot::channel();
     let incoming = store

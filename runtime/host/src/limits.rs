@@ -43,8 +43,8 @@ pub struct Limits {
     /// A guest's `request-options` may ask for less, never for more (the same for the two
     /// timeouts below).
     pub connect_timeout: Duration,
-    /// From sending a subrequest to its response head. Default 30 s; key
-    /// `first_byte_timeout_ms`.
+    /// From sending a subrequest (connection set-up included) to its response head.
+    /// Default 30 s; key `first_byte_timeout_ms`.
     pub first_byte_timeout: Duration,
     /// Between two pieces of a subrequest's response body. Default 30 s; key
     /// `between_bytes_timeout_ms`.
@@ -174,9 +174,10 @@ impl Limits {
     /// `subrequests` and `queue_ms`. The error names the key and what is wrong with it.
     pub fn set(&mut self, key: &str, value: u64) -> Result<(), String> {
         let (canonical, value) = match key.strip_suffix("_mib") {
-            Some(base) if matches!(unit_of(base), Some(Unit::Bytes)) => {
-                (base, value.checked_mul(1 << 20).ok_or_else(|| too_large(key))?)
-            }
+            Some(base) if matches!(unit_of(base), Some(Unit::Bytes)) => (
+                base,
+                value.checked_mul(1 << 20).ok_or_else(|| too_large(key))?,
+            ),
             _ => (key, value),
         };
         if unit_of(canonical).is_none() {
@@ -370,7 +371,10 @@ mod tests {
     fn bad_keys_and_values_are_named() {
         let mut limits = Limits::default();
         let e = limits.set("cpu", 5).unwrap_err();
-        assert!(e.contains("unknown limit 'cpu'") && e.contains("cpu_ms"), "{e}");
+        assert!(
+            e.contains("unknown limit 'cpu'") && e.contains("cpu_ms"),
+            "{e}"
+        );
         let e = limits.set("cpu_ms_mib", 5).unwrap_err();
         assert!(e.contains("unknown limit 'cpu_ms_mib'"), "{e}");
         let e = limits.set("memory", 0).unwrap_err();

@@ -135,9 +135,9 @@ impl RuntimeBuilder {
         let engine_key = engine_key(&engine);
         let fetch = match &self.fetch {
             Some(backend) => backend.clone(),
-            None => Arc::new(
-                HyperFetch::new(&self.extra_roots).map_err(|e| Error::Tls(e.to_string()))?,
-            ),
+            None => {
+                Arc::new(HyperFetch::new(&self.extra_roots).map_err(|e| Error::Tls(e.to_string()))?)
+            }
         };
         let runtime = Runtime {
             inner: Arc::new(Inner {
@@ -270,9 +270,11 @@ impl Runtime {
                 }
                 let mut config = DeploymentConfig::new(name.clone(), component).limits(limits);
                 for origin in &v.allow {
-                    config.allow.push(origin.parse().map_err(|e: InvalidOrigin| {
-                        Error::Store(format!("deployment '{name}': {e}"))
-                    })?);
+                    config
+                        .allow
+                        .push(origin.parse().map_err(|e: InvalidOrigin| {
+                            Error::Store(format!("deployment '{name}': {e}"))
+                        })?);
                 }
                 for route in &v.routes {
                     config.routes.push(route.parse()?);

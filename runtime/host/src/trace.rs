@@ -55,7 +55,9 @@ pub(crate) fn parse(value: &str) -> Option<(String, String)> {
     let parent_id = parts.next()?;
     let flags = parts.next()?;
     let hex = |s: &str, len: usize| {
-        s.len() == len && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        s.len() == len
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
     };
     let valid = hex(version, 2)
         && version != "ff"
@@ -127,7 +129,10 @@ mod tests {
         let (mut a, mut b) = (HeaderMap::new(), HeaderMap::new());
         trace.inject(&mut a);
         trace.inject(&mut b);
-        let (pa, pb) = (a["traceparent"].to_str().unwrap(), b["traceparent"].to_str().unwrap());
+        let (pa, pb) = (
+            a["traceparent"].to_str().unwrap(),
+            b["traceparent"].to_str().unwrap(),
+        );
         assert!(pa.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-") && pa.ends_with("-01"));
         assert_ne!(pa, pb, "each hop gets its own parent id");
         assert_ne!(&pa[36..52], "00f067aa0ba902b7");

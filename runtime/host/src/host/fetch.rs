@@ -248,8 +248,15 @@ impl OutboundHooks {
         let outbound = limits.outbound_body;
         let to = Some(format!("to {origin}"));
         let request = request.map(|body| {
-            Guarded::new(body, Limit::OutboundBody, outbound, "the request body sent", to, None)
-                .boxed_unsync()
+            Guarded::new(
+                body,
+                Limit::OutboundBody,
+                outbound,
+                "the request body sent",
+                to,
+                None,
+            )
+            .boxed_unsync()
         });
         Ok((request, send, origin))
     }
@@ -294,9 +301,9 @@ impl WasiHttpHooks for OutboundHooks {
         let outbound = limits.outbound_body;
         let response = self.backend.send(request, send);
         Box::new(async move {
-            // The connection is part of the wait for the first byte; it has its own, shorter
-            // timeout inside.
-            let response = tokio::time::timeout(send.connect_timeout + first_byte, response)
+            // Counted from sending, connection set-up included (which also has its own
+            // timeout inside the backend).
+            let response = tokio::time::timeout(first_byte, response)
                 .await
                 .map_err(|_| {
                     refuse(format!(
@@ -317,7 +324,11 @@ impl WasiHttpHooks for OutboundHooks {
             let from = format!("from {origin}");
             if declared.is_some_and(|n| n > outbound) {
                 let what = format!("{what} {from}");
-                return Err(refuse(body::too_large(Limit::OutboundBody, &what, outbound)));
+                return Err(refuse(body::too_large(
+                    Limit::OutboundBody,
+                    &what,
+                    outbound,
+                )));
             }
             let idle = Some(between_bytes);
             let body = Guarded::new(body, Limit::OutboundBody, outbound, what, Some(from), idle)

@@ -4,9 +4,11 @@
 #![allow(missing_docs, unreachable_pub)]
 
 mod embedding;
+mod fetch;
 mod limits;
 mod protocols;
 mod store;
 mod support;
 mod swap;
 mod tls;
+mod upstream;

@@ -40,6 +40,14 @@ impl TestHostBuilder {
         self
     }
 
+    /// Lets the guest added last fetch from `origin`.
+    pub fn allow(mut self, origin: &str) -> Self {
+        let last = self.deployments.pop().expect("a guest first");
+        self.deployments
+            .push(last.allow(origin.parse().expect("valid origin")));
+        self
+    }
+
     /// Sets the limits of the guest added last.
     pub fn limits(mut self, limits: Limits) -> Self {
         let last = self.deployments.pop().expect("a guest first");
@@ -149,11 +157,28 @@ impl TestHost {
             _ => (self.http, "http"),
         };
         let uri = format!("{scheme}://localhost:{}{path}", addr.port());
-        let mut request = http::Request::builder().method(method).uri(uri);
-        if proto == Proto::H1 {
-            request = request.header("host", format!("localhost:{}", addr.port()));
+        let request = http::Request::builder()
+            .method(method)
+            .uri(uri)
+            .body(body)?;
+        self.request(proto, request).await
+    }
+
+    /// Sends `request` (an absolute URI naming the host's port) on a new connection and
+    /// reads the whole response.
+    pub async fn request(
+        &self,
+        proto: Proto,
+        mut request: http::Request<ReqBody>,
+    ) -> Result<Reply> {
+        let addr = match proto {
+            Proto::H2Tls => self.https,
+            _ => self.http,
+        };
+        if proto == Proto::H1 && !request.headers().contains_key("host") {
+            let host = format!("localhost:{}", addr.port());
+            request.headers_mut().insert("host", host.parse()?);
         }
-        let request = request.body(body)?;
         let tcp = TcpStream::connect(addr).await?;
         let response = match proto {
             Proto::H1 => {

@@ -91,8 +91,9 @@ where
                     if *this.seen > *this.max {
                         *this.done = true;
                         let what = describe(this.what, this.origin);
-                        return Poll::Ready(Some(Err(too_large(*this.limit, &what, *this.max)
-                            .into())));
+                        return Poll::Ready(Some(Err(
+                            too_large(*this.limit, &what, *this.max).into()
+                        )));
                     }
                 }
                 Poll::Ready(Some(Ok(frame)))

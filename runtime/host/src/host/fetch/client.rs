@@ -111,8 +111,10 @@ impl FetchBackend for HyperFetch {
             })?;
             Ok(response.map(|body| {
                 use http_body_util::BodyExt;
-                body.map_err(|e| -> super::BoxError { Box::new(FetchError::Protocol(e.to_string())) })
-                    .boxed_unsync()
+                body.map_err(|e| -> super::BoxError {
+                    Box::new(FetchError::Protocol(e.to_string()))
+                })
+                .boxed_unsync()
             }))
         })
     }
@@ -162,7 +164,10 @@ impl Connector {
     async fn connect(self, uri: Uri) -> Result<TokioIo<Stream>, FetchError> {
         let https = uri.scheme() == Some(&http::uri::Scheme::HTTPS);
         let host = uri.host().unwrap_or_default();
-        let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
         let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
         let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), port))
             .await
@@ -212,9 +217,9 @@ impl Connector {
         }
         let name = match host.parse::<std::net::IpAddr>() {
             Ok(ip) => ServerName::from(ip),
-            Err(_) => ServerName::try_from(host.clone()).map_err(|e| FetchError::Tls(format!(
-                "{host} is not a valid TLS server name: {e}"
-            )))?,
+            Err(_) => ServerName::try_from(host.clone()).map_err(|e| {
+                FetchError::Tls(format!("{host} is not a valid TLS server name: {e}"))
+            })?,
         };
         let tls = self.tls.connect(name, tcp).await.map_err(|e| {
             FetchError::Tls(format!("TLS with {authority} failed: {}", error_chain(&e)))

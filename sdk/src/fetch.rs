@@ -1,0 +1,169 @@
+//! Outbound requests over `wasi:http/outgoing-handler`: `fetch(request).await`.
+
+use std::fmt;
+
+use wasip2::http::outgoing_handler;
+use wasip2::http::types::{
+    ErrorCode, Fields, IncomingResponse, Method, OutgoingBody, OutgoingRequest, Scheme,
+};
+
+use crate::body::{BodyKind, BodyWriter, IncomingBody, splice_all, write_all};
+use crate::{Body, Error, reactor};
+
+/// Why a subrequest failed: the host's `wasi:http` error code. Virga's refusals (an origin
+/// not allowed, an address not reachable, a limit) carry a message naming the rule.
+#[derive(Clone)]
+pub struct FetchError {
+    code: ErrorCode,
+}
+
+impl FetchError {
+    /// The `wasi:http` error code.
+    pub fn code(&self) -> &ErrorCode {
+        &self.code
+    }
+}
+
+impl fmt::Debug for FetchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.code)
+    }
+}
+
+impl fmt::Display for FetchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.code {
+            ErrorCode::InternalError(Some(message)) => f.write_str(message),
+            code => write!(f, "{code:?}"),
+        }
+    }
+}
+
+impl std::error::Error for FetchError {}
+
+fn failed(message: impl Into<String>) -> FetchError {
+    FetchError {
+        code: ErrorCode::InternalError(Some(message.into())),
+    }
+}
+
+/// Sends `request` (an absolute URI: `https://host/path`) and resolves to the response head;
+/// its body streams as it is read. Bodies of the request stream too: bytes, another incoming
+/// body (spliced in the host), or a writer. Several fetches may be awaited together with
+/// [`join_all`](crate::join_all).
+pub async fn fetch(
+    request: http::Request<Body>,
+) -> Result<http::Response<IncomingBody>, FetchError> {
+    let (parts, body) = request.into_parts();
+    let entries: Vec<(String, Vec<u8>)> = parts
+        .headers
+        .iter()
+        .map(|(name, value)| (name.as_str().to_owned(), value.as_bytes().to_vec()))
+        .collect();
+    let headers =
+        Fields::from_list(&entries).map_err(|e| failed(format!("a header was refused: {e:?}")))?;
+    let outgoing = OutgoingRequest::new(headers);
+    let method = match parts.method.as_str() {
+        "GET" => Method::Get,
+        "HEAD" => Method::Head,
+        "POST" => Method::Post,
+        "PUT" => Method::Put,
+        "DELETE" => Method::Delete,
+        "CONNECT" => Method::Connect,
+        "OPTIONS" => Method::Options,
+        "TRACE" => Method::Trace,
+        "PATCH" => Method::Patch,
+        other => Method::Other(other.to_owned()),
+    };
+    let invalid = |what: &str| failed(format!("the request's {what} was refused"));
+    outgoing
+        .set_method(&method)
+        .map_err(|()| invalid("method"))?;
+    let scheme = match parts.uri.scheme_str() {
+        Some("http") => Scheme::Http,
+        Some("https") | None => Scheme::Https,
+        Some(other) => Scheme::Other(other.to_owned()),
+    };
+    outgoing
+        .set_scheme(Some(&scheme))
+        .map_err(|()| invalid("scheme"))?;
+    let authority = parts
+        .uri
+        .authority()
+        .ok_or_else(|| failed(format!("{} is not an absolute URI", parts.uri)))?;
+    outgoing
+        .set_authority(Some(authority.as_str()))
+        .map_err(|()| invalid("authority"))?;
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    outgoing
+        .set_path_with_query(Some(path))
+        .map_err(|()| invalid("path"))?;
+    let outgoing_body = outgoing.body().map_err(|()| invalid("body"))?;
+    let future = outgoing_handler::handle(outgoing, None).map_err(|code| FetchError { code })?;
+    // Written before the response is awaited: an upstream that answers only after reading
+    // the whole body works; one that streams its answer while still reading (a full-duplex
+    // echo) stalls once both directions' buffers are full.
+    let sent = send_body(outgoing_body, body);
+    let response = loop {
+        match future.get() {
+            Some(Ok(Ok(response))) => break response,
+            Some(Ok(Err(code))) => return Err(FetchError { code }),
+            Some(Err(())) => return Err(failed("the response was already taken")),
+            None => reactor::ready(future.subscribe()).await,
+        }
+    };
+    // A refused or failed request reports that (above), not the body write it broke; an
+    // upstream that answered without reading the whole body has still answered.
+    drop(sent);
+    Ok(convert_response(response))
+}
+
+/// Writes the request body and finishes it.
+fn send_body(outgoing: OutgoingBody, body: Body) -> Result<(), Error> {
+    let stream = outgoing
+        .write()
+        .map_err(|()| Error::msg("the request body has no stream"))?;
+    let written = match body.kind {
+        BodyKind::Empty => Ok(()),
+        BodyKind::Bytes(bytes) => write_all(&stream, &bytes),
+        BodyKind::Incoming(mut incoming) => match incoming.take_stream() {
+            Some((input, incoming_body)) => {
+                let result = splice_all(&stream, &input);
+                drop(input);
+                drop(incoming_body);
+                result
+            }
+            None => Ok(()),
+        },
+        BodyKind::Stream(writer) => {
+            let mut writer_handle = BodyWriter { stream };
+            let result = writer(&mut writer_handle);
+            drop(writer_handle);
+            return result.and_then(|()| {
+                OutgoingBody::finish(outgoing, None)
+                    .map_err(|e| Error::msg(format!("finishing the request body failed: {e:?}")))
+            });
+        }
+    };
+    drop(stream);
+    written?;
+    OutgoingBody::finish(outgoing, None)
+        .map_err(|e| Error::msg(format!("finishing the request body failed: {e:?}")))
+}
+
+fn convert_response(response: IncomingResponse) -> http::Response<IncomingBody> {
+    let mut builder = http::Response::builder().status(response.status());
+    if let Some(headers) = builder.headers_mut() {
+        for (name, value) in response.headers().entries() {
+            if let (Ok(name), Ok(value)) = (
+                http::HeaderName::from_bytes(name.as_bytes()),
+                http::HeaderValue::from_bytes(&value),
+            ) {
+                headers.append(name, value);
+            }
+        }
+    }
+    builder
+        .body(IncomingBody::from_response(response))
+        .unwrap_or_else(|_| http::Response::new(IncomingBody::empty()))
+}

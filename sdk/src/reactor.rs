@@ -1,0 +1,83 @@
+//! A single-threaded executor for handler futures over `wasi:io/poll`: a future that waits on
+//! the host registers the pollable it waits on; when nothing can progress, the executor
+//! blocks in one `poll` call on all of them, so several subrequests wait at once.
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::pin::pin;
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+
+use wasip2::io::poll::Pollable;
+
+thread_local! {
+    /// Pollables that pending futures wait on, collected during one poll of the handler.
+    static WAITING: RefCell<Vec<Rc<Pollable>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Resolves once `pollable` is ready, letting other futures of the handler run meanwhile.
+pub(crate) async fn ready(pollable: Pollable) {
+    let pollable = Rc::new(pollable);
+    std::future::poll_fn(|_cx| {
+        if pollable.ready() {
+            return Poll::Ready(());
+        }
+        // The executor re-polls the whole handler when anything is ready, so registering
+        // the pollable is all a waker would do.
+        WAITING.with(|w| w.borrow_mut().push(pollable.clone()));
+        Poll::Pending
+    })
+    .await
+}
+
+/// Drives `future` to completion, blocking in `wasi:io/poll` while it waits on the host.
+pub(crate) fn block_on<F: Future>(future: F) -> F::Output {
+    let mut future = pin!(future);
+    let mut cx = Context::from_waker(Waker::noop());
+    loop {
+        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+            WAITING.with(|w| w.borrow_mut().clear());
+            return output;
+        }
+        let waiting = WAITING.with(|w| std::mem::take(&mut *w.borrow_mut()));
+        if waiting.is_empty() {
+            // Waiting on something that is not the host's: give others a turn.
+            std::thread::yield_now();
+            continue;
+        }
+        let refs: Vec<&Pollable> = waiting.iter().map(|p| &**p).collect();
+        wasip2::io::poll::poll(&refs);
+    }
+}
+
+/// Runs futures concurrently and collects their outputs in order: several subrequests in
+/// flight at once.
+///
+/// ```ignore
+/// let responses = virga_sdk::join_all(urls.iter().map(|u| virga_sdk::fetch(get(u)))).await;
+/// ```
+pub async fn join_all<F: Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output> {
+    let mut futures: Vec<_> = futures.into_iter().map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (future, output) in futures.iter_mut().zip(outputs.iter_mut()) {
+            if output.is_none() {
+                match future.as_mut().poll(cx) {
+                    Poll::Ready(value) => *output = Some(value),
+                    Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    })
+    .await;
+    outputs
+        .into_iter()
+        .map(|o| o.expect("every future finished"))
+        .collect()
+}
