@@ -425,3 +425,92 @@ fn a_chunked_upload_over_the_limit_gets_413() {
     assert_eq!(out, "no deployments\n");
     host.stop();
 }
+
+#[test]
+fn allow_lists_and_limits_are_deployed_checked_and_kept_across_a_restart() {
+    use virga_test_artifacts::HELLO;
+    let host = serve(&tempdir("serve-allow"), "");
+    let (ok, _, err) = host.cli(&[
+        "deploy",
+        HELLO,
+        "--name",
+        "app",
+        "--route",
+        "*/*",
+        "--allow",
+        "https://api.example.com",
+        "--allow",
+        "http://*.internal.test:8080",
+        "--limit",
+        "subrequests=7",
+        "--limit",
+        "outbound_body_mib=2",
+        "--cpu-ms",
+        "80",
+    ]);
+    assert!(ok, "{err}");
+    let listed = |host: &Host| {
+        let (ok, out, _) = host.cli(&["list", "--json"]);
+        assert!(ok);
+        let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+        json["deployments"][0].clone()
+    };
+    let app = listed(&host);
+    assert_eq!(
+        app["allow"],
+        serde_json::json!(["https://api.example.com", "http://*.internal.test:8080"])
+    );
+    assert_eq!(app["limits"]["subrequests"], 7);
+    assert_eq!(app["limits"]["outbound_body"], 2 << 20);
+    assert_eq!(app["limits"]["cpu_ms"], 80);
+    assert_eq!(
+        app["limits"]["concurrency"], 256,
+        "unset limits keep their defaults"
+    );
+
+    // Bad values are refused by name, and the live version stays.
+    for (args, expected) in [
+        (
+            &["--allow", "ftp://x"][..],
+            "invalid origin 'ftp://x': the scheme must be http or https",
+        ),
+        (&["--allow", "https://a.com/path"], "an origin has no path"),
+        (
+            &["--limit", "cpu=5"],
+            "unknown parameter 'cpu' (takes route, var, allow, and limits",
+        ),
+        (
+            &["--limit", "concurrency=0"],
+            "'concurrency' must be greater than 0",
+        ),
+        (
+            &["--limit", "memory_mib=lots"],
+            "'memory_mib' must be a whole number",
+        ),
+    ] {
+        let mut all = vec!["deploy", HELLO, "--name", "app", "--route", "*/*"];
+        all.extend_from_slice(args);
+        let (ok, _, err) = host.cli(&all);
+        assert!(!ok, "{args:?} was accepted");
+        assert!(
+            err.contains(expected) && err.contains("400"),
+            "{args:?}: {err}"
+        );
+    }
+    let (ok, _, err) = host.cli(&[
+        "deploy", HELLO, "--name", "app", "--route", "*/*", "--limit", "x",
+    ]);
+    assert!(
+        !ok && err.contains("--limit takes KEY=VALUE, not 'x'"),
+        "{err}"
+    );
+    assert_eq!(listed(&host)["version"], 1);
+
+    let dir = host.stop();
+    let host = serve(&dir, "");
+    let app = listed(&host);
+    assert_eq!(app["allow"][1], "http://*.internal.test:8080");
+    assert_eq!(app["limits"]["subrequests"], 7);
+    assert_eq!(host.body("/x"), "hello from virga\nGET /x\n");
+    host.stop();
+}

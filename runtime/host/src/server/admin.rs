@@ -290,7 +290,10 @@ where
                 .map(|o| allow.push(o))
                 .map_err(|e: crate::InvalidOrigin| e.to_string()),
             key if Limits::is_key(key) => number().and_then(|n| limits.set(key, n)),
-            _ => Err(format!("unknown parameter '{key}'")),
+            _ => Err(format!(
+                "unknown parameter '{key}' (takes route, var, allow, and limits such as \
+                 cpu_ms, memory_mib, subrequests)"
+            )),
         };
         if let Err(message) = parsed {
             return error(StatusCode::BAD_REQUEST, message);
