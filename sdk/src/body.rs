@@ -6,7 +6,7 @@ use bytes::Bytes;
 use wasip2::http::types::{IncomingBody as WasiIncomingBody, IncomingRequest, IncomingResponse};
 use wasip2::io::streams::{InputStream, OutputStream, StreamError};
 
-use crate::Error;
+use crate::{Error, reactor};
 
 /// Largest read asked of the host at once.
 const READ_CHUNK: u64 = 64 * 1024;
@@ -266,8 +266,73 @@ pub(crate) fn write_all(stream: &OutputStream, mut data: &[u8]) -> Result<(), Er
     stream.blocking_flush().map_err(stream_error)
 }
 
-/// Moves everything from `input` to `output` inside the host.
-pub(crate) fn splice_all(output: &OutputStream, input: &InputStream) -> Result<(), Error> {
+/// Writes `body` to `stream` and drops the stream (a child of its body: the body can be
+/// finished afterwards). Waits on the host through the reactor, so the handler's other
+/// futures (a request body going up while its response comes down) progress meanwhile.
+pub(crate) async fn write_body(stream: OutputStream, body: crate::Body) -> Result<(), Error> {
+    match body.kind {
+        BodyKind::Empty => Ok(()),
+        BodyKind::Bytes(bytes) => write_all_async(&stream, &bytes).await,
+        BodyKind::Incoming(mut incoming) => match incoming.take_stream() {
+            Some((input, incoming_body)) => {
+                let result = splice_async(&stream, &input).await;
+                // The stream is a child resource of the body: drop it first.
+                drop(input);
+                drop(incoming_body);
+                result
+            }
+            None => Ok(()),
+        },
+        BodyKind::Stream(writer) => writer(&mut BodyWriter { stream }),
+    }
+}
+
+/// Writes `data` and flushes it. A small body goes in one host call (the host's body buffer
+/// always takes it); a larger one waits for room through the reactor.
+async fn write_all_async(stream: &OutputStream, mut data: &[u8]) -> Result<(), Error> {
+    if data.len() <= 4096 {
+        return stream.blocking_write_and_flush(data).map_err(stream_error);
+    }
+    if reactor::may_block() {
+        return write_all(stream, data);
+    }
+    while !data.is_empty() {
+        let permit = stream.check_write().map_err(stream_error)?;
+        if permit == 0 {
+            reactor::ready(stream.subscribe()).await;
+            continue;
+        }
+        let n = usize::try_from(permit)
+            .unwrap_or(usize::MAX)
+            .min(data.len());
+        stream.write(&data[..n]).map_err(stream_error)?;
+        data = &data[n..];
+    }
+    flush_async(stream).await
+}
+
+/// Moves everything from `input` to `output` inside the host (never through guest memory),
+/// waiting through the reactor for input to arrive or output to drain.
+async fn splice_async(output: &OutputStream, input: &InputStream) -> Result<(), Error> {
+    if reactor::may_block() {
+        return splice_blocking(output, input);
+    }
+    loop {
+        let permit = output.check_write().map_err(stream_error)?;
+        if permit == 0 {
+            reactor::ready(output.subscribe()).await;
+            continue;
+        }
+        match output.splice(input, permit.min(READ_CHUNK)) {
+            Ok(0) => reactor::ready(input.subscribe()).await,
+            Ok(_) => {}
+            Err(StreamError::Closed) => return flush_async(output).await,
+            Err(e) => return Err(stream_error(e)),
+        }
+    }
+}
+
+fn splice_blocking(output: &OutputStream, input: &InputStream) -> Result<(), Error> {
     loop {
         match output.blocking_splice(input, READ_CHUNK) {
             Ok(_) => {}
@@ -275,4 +340,10 @@ pub(crate) fn splice_all(output: &OutputStream, input: &InputStream) -> Result<(
             Err(e) => return Err(stream_error(e)),
         }
     }
+}
+
+async fn flush_async(stream: &OutputStream) -> Result<(), Error> {
+    stream.flush().map_err(stream_error)?;
+    reactor::ready(stream.subscribe()).await;
+    stream.check_write().map(drop).map_err(stream_error)
 }

@@ -7,8 +7,8 @@ use wasip2::http::types::{
     ErrorCode, Fields, IncomingResponse, Method, OutgoingBody, OutgoingRequest, Scheme,
 };
 
-use crate::body::{BodyKind, BodyWriter, IncomingBody, splice_all, write_all};
-use crate::{Body, Error, reactor};
+use crate::body::{IncomingBody, write_body};
+use crate::{Body, reactor};
 
 /// Why a subrequest failed: the host's `wasi:http` error code. Virga's refusals (an origin
 /// not allowed, an address not reachable, a limit) carry a message naming the rule.
@@ -100,10 +100,8 @@ pub async fn fetch(
         .map_err(|()| invalid("path"))?;
     let outgoing_body = outgoing.body().map_err(|()| invalid("body"))?;
     let future = outgoing_handler::handle(outgoing, None).map_err(|code| FetchError { code })?;
-    // Written before the response is awaited: an upstream that answers only after reading
-    // the whole body works; one that streams its answer while still reading (a full-duplex
-    // echo) stalls once both directions' buffers are full.
-    let sent = send_body(outgoing_body, body);
+    // The body goes up alongside: an upstream may answer while it is still reading it.
+    reactor::spawn(send_body(outgoing_body, body));
     let response = loop {
         match future.get() {
             Some(Ok(Ok(response))) => break response,
@@ -112,43 +110,18 @@ pub async fn fetch(
             None => reactor::ready(future.subscribe()).await,
         }
     };
-    // A refused or failed request reports that (above), not the body write it broke; an
-    // upstream that answered without reading the whole body has still answered.
-    drop(sent);
     Ok(convert_response(response))
 }
 
-/// Writes the request body and finishes it.
-fn send_body(outgoing: OutgoingBody, body: Body) -> Result<(), Error> {
-    let stream = outgoing
-        .write()
-        .map_err(|()| Error::msg("the request body has no stream"))?;
-    let written = match body.kind {
-        BodyKind::Empty => Ok(()),
-        BodyKind::Bytes(bytes) => write_all(&stream, &bytes),
-        BodyKind::Incoming(mut incoming) => match incoming.take_stream() {
-            Some((input, incoming_body)) => {
-                let result = splice_all(&stream, &input);
-                drop(input);
-                drop(incoming_body);
-                result
-            }
-            None => Ok(()),
-        },
-        BodyKind::Stream(writer) => {
-            let mut writer_handle = BodyWriter { stream };
-            let result = writer(&mut writer_handle);
-            drop(writer_handle);
-            return result.and_then(|()| {
-                OutgoingBody::finish(outgoing, None)
-                    .map_err(|e| Error::msg(format!("finishing the request body failed: {e:?}")))
-            });
-        }
+/// Writes the request body and finishes it; a failure leaves it unfinished, which the host
+/// reports on the response.
+async fn send_body(outgoing: OutgoingBody, body: Body) {
+    let Ok(stream) = outgoing.write() else {
+        return;
     };
-    drop(stream);
-    written?;
-    OutgoingBody::finish(outgoing, None)
-        .map_err(|e| Error::msg(format!("finishing the request body failed: {e:?}")))
+    if write_body(stream, body).await.is_ok() {
+        let _ = OutgoingBody::finish(outgoing, None);
+    }
 }
 
 fn convert_response(response: IncomingResponse) -> http::Response<IncomingBody> {

@@ -2,17 +2,49 @@
 //! the host registers the pollable it waits on; when nothing can progress, the executor
 //! blocks in one `poll` call on all of them, so several subrequests wait at once.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::future::Future;
-use std::pin::pin;
+use std::pin::{Pin, pin};
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
 use wasip2::io::poll::Pollable;
 
+type Task = Pin<Box<dyn Future<Output = ()>>>;
+
 thread_local! {
     /// Pollables that pending futures wait on, collected during one poll of the handler.
     static WAITING: RefCell<Vec<Rc<Pollable>>> = const { RefCell::new(Vec::new()) };
+    /// Background work of the handler (request bodies going up), driven beside it.
+    static TASKS: RefCell<Vec<Task>> = const { RefCell::new(Vec::new()) };
+    /// Whether a background task is being polled.
+    static IN_TASK: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether blocking in a host call now would hold nothing else up: no background task
+/// exists and the caller is not one. Body copies then use the host's blocking calls, which
+/// wait inside the host and cost the guest fewer calls (and less CPU time) per chunk.
+pub(crate) fn may_block() -> bool {
+    !IN_TASK.with(Cell::get) && TASKS.with(|t| t.borrow().is_empty())
+}
+
+/// Runs `task` beside the handler until it ends or the handler has sent its response,
+/// whichever comes first.
+pub(crate) fn spawn(task: impl Future<Output = ()> + 'static) {
+    TASKS.with(|t| t.borrow_mut().push(Box::pin(task)));
+}
+
+/// Polls every background task once, keeping those still pending.
+fn poll_tasks(cx: &mut Context<'_>) {
+    let mut tasks = TASKS.with(|t| std::mem::take(&mut *t.borrow_mut()));
+    if tasks.is_empty() {
+        return;
+    }
+    IN_TASK.with(|t| t.set(true));
+    tasks.retain_mut(|task| task.as_mut().poll(cx).is_pending());
+    IN_TASK.with(|t| t.set(false));
+    // Tasks spawned while polling were pushed meanwhile: keep both.
+    TASKS.with(|t| t.borrow_mut().append(&mut tasks));
 }
 
 /// Resolves once `pollable` is ready, letting other futures of the handler run meanwhile.
@@ -30,15 +62,18 @@ pub(crate) async fn ready(pollable: Pollable) {
     .await
 }
 
-/// Drives `future` to completion, blocking in `wasi:io/poll` while it waits on the host.
+/// Drives `future` (and the tasks it spawns) to completion, blocking in `wasi:io/poll`
+/// while everything waits on the host. Tasks still running when `future` ends are dropped.
 pub(crate) fn block_on<F: Future>(future: F) -> F::Output {
     let mut future = pin!(future);
     let mut cx = Context::from_waker(Waker::noop());
     loop {
         if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
             WAITING.with(|w| w.borrow_mut().clear());
+            TASKS.with(|t| t.borrow_mut().clear());
             return output;
         }
+        poll_tasks(&mut cx);
         let waiting = WAITING.with(|w| std::mem::take(&mut *w.borrow_mut()));
         if waiting.is_empty() {
             // Waiting on something that is not the host's: give others a turn.

@@ -6,7 +6,7 @@ use wasip2::http::types::{
     Fields, IncomingRequest, Method, OutgoingBody, OutgoingResponse, ResponseOutparam, Scheme,
 };
 
-use crate::body::{BodyKind, BodyWriter, IncomingBody, splice_all, write_all};
+use crate::body::{BodyKind, IncomingBody, write_body};
 use crate::{Body, Env, Error, Request, Response, reactor};
 
 /// What a handler may return: a response, or a result whose error converts into [`Error`].
@@ -34,20 +34,22 @@ where
     Fut: Future,
     Fut::Output: IntoHandlerResult,
 {
-    let result = match convert_request(request) {
-        Ok(request) => reactor::block_on(handler(request, Env::default())).into_handler_result(),
-        Err(e) => Err(e),
-    };
-    let response = result.unwrap_or_else(|e| {
-        let mut response = Response::new(Body::from(format!("{}\n", e.message())));
-        *response.status_mut() = e.status();
-        response.headers_mut().insert(
-            http::header::CONTENT_TYPE,
-            http::HeaderValue::from_static("text/plain; charset=utf-8"),
-        );
-        response
+    reactor::block_on(async move {
+        let result = match convert_request(request) {
+            Ok(request) => handler(request, Env::default()).await.into_handler_result(),
+            Err(e) => Err(e),
+        };
+        let response = result.unwrap_or_else(|e| {
+            let mut response = Response::new(Body::from(format!("{}\n", e.message())));
+            *response.status_mut() = e.status();
+            response.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("text/plain; charset=utf-8"),
+            );
+            response
+        });
+        send(response, out).await;
     });
-    send(response, out);
 }
 
 fn convert_request(request: IncomingRequest) -> Result<Request, Error> {
@@ -93,7 +95,7 @@ fn convert_request(request: IncomingRequest) -> Result<Request, Error> {
         .map_err(|e| Error::new(http::StatusCode::BAD_REQUEST, e.to_string()))
 }
 
-fn send(response: Response, out: ResponseOutparam) {
+async fn send(response: Response, out: ResponseOutparam) {
     let (mut parts, body) = response.into_parts();
     // A body of known size is sent with Content-Length rather than chunked; the host checks
     // that exactly that many bytes are written.
@@ -120,13 +122,16 @@ fn send(response: Response, out: ResponseOutparam) {
         Ok(headers) => headers,
         Err(e) => {
             let message = format!("the handler set a header the host refuses: {e:?}\n");
-            return send(
-                http::Response::builder()
-                    .status(500)
-                    .body(Body::from(message))
-                    .expect("static response"),
-                out,
-            );
+            let fallback = Fields::new();
+            let _ = fallback.set("content-type", &[b"text/plain; charset=utf-8".to_vec()]);
+            let outgoing = OutgoingResponse::new(fallback);
+            let _ = outgoing.set_status_code(500);
+            let body = outgoing.body().expect("a new response has a body");
+            ResponseOutparam::set(out, Ok(outgoing));
+            let stream = body.write().expect("a new body has a stream");
+            let written = stream.blocking_write_and_flush(message.as_bytes());
+            drop(stream);
+            return finish(body, written.map_err(|e| Error::msg(format!("{e:?}"))));
         }
     };
     let outgoing = OutgoingResponse::new(headers);
@@ -134,28 +139,7 @@ fn send(response: Response, out: ResponseOutparam) {
     let outgoing_body = outgoing.body().expect("a new response has a body");
     ResponseOutparam::set(out, Ok(outgoing));
     let stream = outgoing_body.write().expect("a new body has a stream");
-    let written = match body.kind {
-        BodyKind::Empty => Ok(()),
-        BodyKind::Bytes(bytes) => write_all(&stream, &bytes),
-        BodyKind::Incoming(mut incoming) => match incoming.take_stream() {
-            Some((input, incoming_body)) => {
-                let result = splice_all(&stream, &input);
-                // The stream is a child resource of the body: drop it first.
-                drop(input);
-                drop(incoming_body);
-                result
-            }
-            None => Ok(()),
-        },
-        BodyKind::Stream(writer) => {
-            let mut writer_handle = BodyWriter { stream };
-            let result = writer(&mut writer_handle);
-            let stream = writer_handle.stream;
-            drop(stream);
-            return finish(outgoing_body, result);
-        }
-    };
-    drop(stream);
+    let written = write_body(stream, body).await;
     finish(outgoing_body, written);
 }
 

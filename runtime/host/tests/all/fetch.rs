@@ -100,6 +100,21 @@ async fn allowed_fetches_stream_bodies_over_http1_and_http2() {
                 .unwrap();
             assert_eq!(reply.status, 200, "{scheme} POST {size}: {}", reply.text());
             assert_eq!(reply.text(), checksum(&sent), "{scheme} POST {size}");
+
+            // Full duplex: the upstream echoes while it is still reading.
+            let url = encode(&upstream.url(scheme, "/echo"));
+            let reply = host
+                .send(
+                    Proto::H1,
+                    http::Method::POST,
+                    &format!("/f/proxy?url={url}"),
+                    chunked(sent.clone(), 256 << 10),
+                )
+                .await
+                .unwrap();
+            assert_eq!(reply.status, 200, "{scheme} echo {size}: {}", reply.text());
+            assert_eq!(reply.body.len(), size, "{scheme} echo {size}");
+            assert!(reply.body == sent, "{scheme} echo {size}: body differs");
         }
     }
 }

@@ -41,7 +41,7 @@ async fn bodies_stream_both_ways_on_every_protocol() {
                     chunked(data.clone(), 16 << 10),
                 )
                 .await
-                .unwrap();
+                .unwrap_or_else(|e| panic!("{proto:?} {len}: {e:#}"));
             assert_eq!(reply.status, 200, "{proto:?} {len}");
             assert_eq!(reply.headers["x-echo-method"], "POST");
             assert_eq!(reply.body.len(), len, "{proto:?} echo length");
