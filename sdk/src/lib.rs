@@ -22,6 +22,7 @@
 #![deny(missing_docs)]
 
 mod body;
+pub mod crypto;
 mod error;
 mod fetch;
 mod reactor;

@@ -19,5 +19,6 @@ wasmtime::component::bindgen!({
         "wasi:random": wasmtime_wasi::p2::bindings::random,
         "wasi:cli": wasmtime_wasi::p2::bindings::cli,
         "wasi:http": wasmtime_wasi_http::p2::bindings::http,
+        "virga:edge/crypto.key": crate::host::crypto::KeyHandle,
     },
 });

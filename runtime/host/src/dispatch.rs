@@ -14,6 +14,7 @@ use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use crate::body::{Body, GuestBody};
 use crate::deployment::{Deployment, SharedDeployment};
 use crate::error::{Error, GuestFailure};
+use crate::host::crypto::CryptoCtx;
 use crate::host::fetch::OutboundHooks;
 use crate::host::fetch::body::Guarded;
 use crate::limits::Limit;
@@ -134,7 +135,16 @@ where
     );
     let mut store = Store::new(
         &inner.engine,
-        RequestState::new(wasi, limits, inner.options.engine.epoch_tick, hooks),
+        RequestState::new(
+            wasi,
+            limits,
+            inner.options.engine.epoch_tick,
+            hooks,
+            CryptoCtx {
+                deployment: deployment.clone(),
+                keys: inner.keys.clone(),
+            },
+        ),
     );
     store.limiter(|state| state.limiter());
     store.epoch_deadline_callback(RequestState::on_epoch_tick);

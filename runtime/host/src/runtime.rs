@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use wasmtime::Engine;
-use wasmtime::component::{Component, Linker};
+use wasmtime::component::{Component, HasSelf, Linker};
 
 use std::collections::BTreeMap;
 
@@ -15,6 +15,7 @@ use crate::deployment::Deployment;
 use crate::deployment::{CompiledComponent, DeploymentConfig, DeploymentInfo};
 use crate::engine::{EngineOptions, EpochTicker, build_engine};
 use crate::error::Error;
+use crate::host::crypto::{KeyStore, StaticKeys};
 use crate::host::fetch::{FetchBackend, HyperFetch, InvalidOrigin};
 use crate::limits::Limits;
 use crate::registry::Registry;
@@ -41,6 +42,7 @@ pub struct RuntimeBuilder {
     store: Option<Arc<dyn DeploymentStore>>,
     keep_versions: usize,
     fetch: Option<Arc<dyn FetchBackend>>,
+    keys: Option<Arc<dyn KeyStore>>,
     extra_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
 }
 
@@ -52,6 +54,7 @@ impl Default for RuntimeBuilder {
             store: None,
             keep_versions: 10,
             fetch: None,
+            keys: None,
             extra_roots: Vec::new(),
         }
     }
@@ -113,6 +116,13 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Where named host keys come from (`virga:edge/crypto` `key.open`). Default is none:
+    /// every open fails with `not-found`.
+    pub fn key_store(&mut self, keys: Arc<dyn KeyStore>) -> &mut Self {
+        self.keys = Some(keys);
+        self
+    }
+
     /// CA certificates the default fetch backend trusts besides the webpki roots (a private
     /// CA, a test CA). Default is none.
     pub fn extra_root_certificates(
@@ -131,6 +141,12 @@ impl RuntimeBuilder {
         let mut linker = Linker::<RequestState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .and_then(|()| wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker))
+            .and_then(|()| {
+                crate::bindings::virga::edge::crypto::add_to_linker::<_, HasSelf<RequestState>>(
+                    &mut linker,
+                    |state| state,
+                )
+            })
             .map_err(|e| Error::Engine(format!("cannot link WASI: {e}")))?;
         let engine_key = engine_key(&engine);
         let fetch = match &self.fetch {
@@ -139,10 +155,15 @@ impl RuntimeBuilder {
                 Arc::new(HyperFetch::new(&self.extra_roots).map_err(|e| Error::Tls(e.to_string()))?)
             }
         };
+        let keys = self
+            .keys
+            .clone()
+            .unwrap_or_else(|| Arc::new(StaticKeys::new()));
         let runtime = Runtime {
             inner: Arc::new(Inner {
                 engine,
                 fetch,
+                keys,
                 engine_key,
                 linker,
                 registry: Registry::default(),
@@ -169,6 +190,7 @@ pub struct Runtime {
 pub(crate) struct Inner {
     pub(crate) engine: Engine,
     pub(crate) fetch: Arc<dyn FetchBackend>,
+    pub(crate) keys: Arc<dyn KeyStore>,
     engine_key: String,
     linker: Linker<RequestState>,
     pub(crate) registry: Registry,

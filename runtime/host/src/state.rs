@@ -6,6 +6,7 @@ use wasmtime::{CallHook, ResourceLimiter, StoreContextMut, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
+use crate::host::crypto::CryptoCtx;
 use crate::host::fetch::OutboundHooks;
 use crate::limits::{Limit, Limits};
 
@@ -16,6 +17,7 @@ pub(crate) struct RequestState {
     http: WasiHttpCtx,
     table: ResourceTable,
     hooks: OutboundHooks,
+    pub(crate) crypto: CryptoCtx,
     memory: MemoryLimiter,
     cpu_ticks_left: u64,
     /// The limit that stopped the guest, if any: set before the trap it causes.
@@ -28,6 +30,7 @@ impl RequestState {
         limits: &Limits,
         tick: std::time::Duration,
         hooks: OutboundHooks,
+        crypto: CryptoCtx,
     ) -> Self {
         let tick_ns = tick.as_nanos().max(1);
         let cpu_ticks = limits.cpu_time.as_nanos().div_ceil(tick_ns);
@@ -36,6 +39,7 @@ impl RequestState {
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
             hooks,
+            crypto,
             memory: MemoryLimiter {
                 limit: usize::try_from(limits.memory).unwrap_or(usize::MAX),
                 exceeded: false,
@@ -43,6 +47,14 @@ impl RequestState {
             cpu_ticks_left: u64::try_from(cpu_ticks).unwrap_or(u64::MAX),
             tripped: None,
         }
+    }
+
+    pub(crate) fn table_ref(&self) -> &ResourceTable {
+        &self.table
+    }
+
+    pub(crate) fn table_mut(&mut self) -> &mut ResourceTable {
+        &mut self.table
     }
 
     pub(crate) fn limiter(&mut self) -> &mut dyn ResourceLimiter {

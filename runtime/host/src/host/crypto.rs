@@ -1,0 +1,288 @@
+//! `virga:edge/crypto`: the guest's handles onto keys held by the host. Named keys come from
+//! a [`KeyStore`] (default [`StaticKeys`], filled from the configuration) and are scoped to one
+//! deployment: a guest opens its own deployment's keys by name, uses them, and can never read
+//! them.
+
+mod keys;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use wasmtime::component::Resource;
+
+pub use keys::KeyHandle;
+
+use crate::bindings::virga::edge::crypto::{
+    Algorithm, CryptoError, Hash, Host, HostKey, KeyFormat, SignatureEncoding,
+};
+use crate::state::RequestState;
+
+/// Where named host keys come from. Embedders may swap in their own (a KMS, a vault).
+pub trait KeyStore: Send + Sync + std::fmt::Debug + 'static {
+    /// The key `name` of deployment `deployment`, if configured. The returned handle must not
+    /// be extractable.
+    fn open(&self, deployment: &str, name: &str) -> Option<KeyHandle>;
+}
+
+/// Named keys given at start: per deployment, per name.
+#[derive(Debug, Default)]
+pub struct StaticKeys {
+    keys: HashMap<(String, String), KeyHandle>,
+}
+
+/// The algorithms a named key may be configured with, by their WIT names
+/// (`ecdsa-p256-sha256`, `hmac-sha256`, ...).
+pub fn algorithm_by_name(name: &str) -> Option<Algorithm> {
+    use Algorithm as A;
+    Some(match name {
+        "hmac-sha256" => A::HmacSha256,
+        "hmac-sha384" => A::HmacSha384,
+        "hmac-sha512" => A::HmacSha512,
+        "ecdsa-p256-sha256" => A::EcdsaP256Sha256,
+        "ecdsa-p384-sha384" => A::EcdsaP384Sha384,
+        "ed25519" => A::Ed25519,
+        "rsa-pss-sha256" => A::RsaPssSha256,
+        "rsa-pss-sha384" => A::RsaPssSha384,
+        "rsa-pkcs1-sha256" => A::RsaPkcs1Sha256,
+        "aes128-gcm" => A::Aes128Gcm,
+        "aes256-gcm" => A::Aes256Gcm,
+        "chacha20-poly1305" => A::Chacha20Poly1305,
+        _ => return None,
+    })
+}
+
+impl StaticKeys {
+    /// No keys.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds key `name` for `deployment`: `algorithm` by its WIT name, `material` a PKCS#8 DER
+    /// private key (or SEC1 for EC, PKCS#1 for RSA, a 32-byte seed for Ed25519) or, for HMAC
+    /// and AEAD, the secret bytes. The error names the problem, never the material.
+    pub fn add(
+        &mut self,
+        deployment: &str,
+        name: &str,
+        algorithm: &str,
+        material: &[u8],
+    ) -> std::result::Result<(), crate::Error> {
+        let bad = |m: String| crate::Error::Config(format!("key '{name}' of '{deployment}': {m}"));
+        let algorithm = algorithm_by_name(algorithm)
+            .ok_or_else(|| bad(format!("unknown algorithm '{algorithm}'")))?;
+        let format = match algorithm {
+            Algorithm::Ed25519 if material.len() == 32 => KeyFormat::Raw,
+            Algorithm::HmacSha256
+            | Algorithm::HmacSha384
+            | Algorithm::HmacSha512
+            | Algorithm::Aes128Gcm
+            | Algorithm::Aes256Gcm
+            | Algorithm::Chacha20Poly1305 => KeyFormat::Raw,
+            _ => KeyFormat::Pkcs8,
+        };
+        let key = KeyHandle::import(algorithm, format, material, true, false)
+            .map_err(|e| bad(describe(&e)))?;
+        self.keys
+            .insert((deployment.to_owned(), name.to_owned()), key);
+        Ok(())
+    }
+}
+
+impl KeyStore for StaticKeys {
+    fn open(&self, deployment: &str, name: &str) -> Option<KeyHandle> {
+        self.keys
+            .get(&(deployment.to_owned(), name.to_owned()))
+            .cloned()
+    }
+}
+
+fn describe(e: &CryptoError) -> String {
+    match e {
+        CryptoError::Unsupported(m)
+        | CryptoError::BadKey(m)
+        | CryptoError::BadInput(m)
+        | CryptoError::NotPermitted(m)
+        | CryptoError::NotFound(m) => m.clone(),
+    }
+}
+
+/// What the crypto interface needs of a request: whose keys it may open, and from where.
+pub(crate) struct CryptoCtx {
+    pub(crate) deployment: crate::deployment::SharedDeployment,
+    pub(crate) keys: Arc<dyn KeyStore>,
+}
+
+type Result<T> = wasmtime::Result<std::result::Result<T, CryptoError>>;
+
+impl RequestState {
+    fn key(&self, key: &Resource<KeyHandle>) -> wasmtime::Result<&KeyHandle> {
+        Ok(self.table_ref().get(key)?)
+    }
+
+    fn new_key(
+        &mut self,
+        key: std::result::Result<KeyHandle, CryptoError>,
+    ) -> Result<Resource<KeyHandle>> {
+        Ok(match key {
+            Ok(key) => Ok(self.table_mut().push(key)?),
+            Err(e) => Err(e),
+        })
+    }
+}
+
+impl HostKey for RequestState {
+    async fn import(
+        &mut self,
+        algorithm: Algorithm,
+        format: KeyFormat,
+        data: Vec<u8>,
+        private: bool,
+        extractable: bool,
+    ) -> Result<Resource<KeyHandle>> {
+        let key = KeyHandle::import(algorithm, format, &data, private, extractable);
+        self.new_key(key)
+    }
+
+    async fn generate(
+        &mut self,
+        algorithm: Algorithm,
+        extractable: bool,
+    ) -> Result<Resource<KeyHandle>> {
+        self.new_key(KeyHandle::generate(algorithm, extractable))
+    }
+
+    async fn open(&mut self, name: String) -> Result<Resource<KeyHandle>> {
+        let crypto = &self.crypto;
+        let deployment = &crypto.deployment.name;
+        let key = crypto.keys.open(deployment, &name).ok_or_else(|| {
+            CryptoError::NotFound(format!(
+                "no host key named '{name}' for deployment '{deployment}'"
+            ))
+        });
+        let key = key.map(|mut key| {
+            key.extractable = false;
+            key
+        });
+        self.new_key(key)
+    }
+
+    async fn algorithm(&mut self, key: Resource<KeyHandle>) -> wasmtime::Result<Algorithm> {
+        Ok(self.key(&key)?.algorithm)
+    }
+
+    async fn is_private(&mut self, key: Resource<KeyHandle>) -> wasmtime::Result<bool> {
+        Ok(self.key(&key)?.is_private())
+    }
+
+    async fn export(&mut self, key: Resource<KeyHandle>, format: KeyFormat) -> Result<Vec<u8>> {
+        Ok(self.key(&key)?.export(format))
+    }
+
+    async fn public_key(&mut self, key: Resource<KeyHandle>, format: KeyFormat) -> Result<Vec<u8>> {
+        Ok(self.key(&key)?.public_key(format))
+    }
+
+    async fn sign(
+        &mut self,
+        key: Resource<KeyHandle>,
+        data: Vec<u8>,
+        encoding: SignatureEncoding,
+    ) -> Result<Vec<u8>> {
+        Ok(self.key(&key)?.sign(&data, encoding))
+    }
+
+    async fn verify(
+        &mut self,
+        key: Resource<KeyHandle>,
+        data: Vec<u8>,
+        signature: Vec<u8>,
+        encoding: SignatureEncoding,
+    ) -> Result<bool> {
+        Ok(self.key(&key)?.verify(&data, &signature, encoding))
+    }
+
+    async fn seal(
+        &mut self,
+        key: Resource<KeyHandle>,
+        nonce: Vec<u8>,
+        aad: Vec<u8>,
+        plaintext: Vec<u8>,
+    ) -> Result<Vec<u8>> {
+        Ok(self.key(&key)?.seal(&nonce, &aad, &plaintext))
+    }
+
+    async fn unseal(
+        &mut self,
+        key: Resource<KeyHandle>,
+        nonce: Vec<u8>,
+        aad: Vec<u8>,
+        ciphertext: Vec<u8>,
+    ) -> Result<Vec<u8>> {
+        Ok(self.key(&key)?.unseal(&nonce, &aad, &ciphertext))
+    }
+
+    async fn drop(&mut self, key: Resource<KeyHandle>) -> wasmtime::Result<()> {
+        self.table_mut().delete(key)?;
+        Ok(())
+    }
+}
+
+impl Host for RequestState {
+    async fn digest(&mut self, hash: Hash, data: Vec<u8>) -> wasmtime::Result<Vec<u8>> {
+        use aws_lc_rs::digest;
+        let alg = match hash {
+            Hash::Sha1 => &digest::SHA1_FOR_LEGACY_USE_ONLY,
+            Hash::Sha256 => &digest::SHA256,
+            Hash::Sha384 => &digest::SHA384,
+            Hash::Sha512 => &digest::SHA512,
+        };
+        Ok(digest::digest(alg, &data).as_ref().to_vec())
+    }
+
+    async fn hkdf(
+        &mut self,
+        hash: Hash,
+        ikm: Vec<u8>,
+        salt: Vec<u8>,
+        info: Vec<u8>,
+        length: u32,
+    ) -> Result<Vec<u8>> {
+        use aws_lc_rs::hkdf;
+        let alg = match hash {
+            Hash::Sha256 => hkdf::HKDF_SHA256,
+            Hash::Sha384 => hkdf::HKDF_SHA384,
+            Hash::Sha512 => hkdf::HKDF_SHA512,
+            Hash::Sha1 => {
+                return Ok(Err(CryptoError::Unsupported(
+                    "HKDF takes SHA-256, SHA-384 or SHA-512".into(),
+                )));
+            }
+        };
+        struct Len(usize);
+        impl hkdf::KeyType for Len {
+            fn len(&self) -> usize {
+                self.0
+            }
+        }
+        let length = usize::try_from(length).unwrap_or(usize::MAX);
+        let max = 255 * alg.hmac_algorithm().digest_algorithm().output_len;
+        if length == 0 || length > max {
+            return Ok(Err(keys::bad_input(format!(
+                "HKDF output must be 1 to {max} bytes, not {length}"
+            ))));
+        }
+        let prk = hkdf::Salt::new(alg, &salt).extract(&ikm);
+        let info = [info.as_slice()];
+        let mut out = vec![0u8; length];
+        let filled = prk
+            .expand(&info, Len(length))
+            .and_then(|okm| okm.fill(&mut out));
+        Ok(filled
+            .map(|()| out)
+            .map_err(|_| keys::bad_input("HKDF failed")))
+    }
+
+    async fn constant_time_equal(&mut self, a: Vec<u8>, b: Vec<u8>) -> wasmtime::Result<bool> {
+        Ok(aws_lc_rs::constant_time::verify_slices_are_equal(&a, &b).is_ok())
+    }
+}

@@ -1,0 +1,401 @@
+//! Key material behind a `virga:edge/crypto/key` handle, and the operations on it. Plain
+//! functions over aws-lc-rs; `crypto.rs` binds them to the guest.
+
+use std::sync::Arc;
+
+use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der, PublicKeyX509Der};
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair, RsaKeyPair};
+use aws_lc_rs::{aead, hmac};
+
+use crate::bindings::virga::edge::crypto::{Algorithm, CryptoError, KeyFormat, SignatureEncoding};
+
+/// What a key handle holds. Private material is shared (`Arc`), never copied per request.
+#[derive(Clone)]
+pub(crate) enum Material {
+    /// HMAC or AEAD secret.
+    Secret(Arc<[u8]>),
+    Ecdsa(Arc<EcdsaKeyPair>),
+    Ed25519(Arc<Ed25519KeyPair>),
+    Rsa(Arc<RsaKeyPair>),
+    /// A public key only, as imported (SPKI, point, or PKCS#1), already validated.
+    Public(Arc<[u8]>),
+}
+
+/// A key: its algorithm, material, and whether the guest may export it.
+#[derive(Clone)]
+pub struct KeyHandle {
+    pub(crate) algorithm: Algorithm,
+    pub(crate) material: Material,
+    pub(crate) extractable: bool,
+}
+
+impl std::fmt::Debug for KeyHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the material.
+        f.debug_struct("KeyHandle")
+            .field("algorithm", &self.algorithm)
+            .field("extractable", &self.extractable)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) fn bad_key(what: impl std::fmt::Display) -> CryptoError {
+    CryptoError::BadKey(what.to_string())
+}
+pub(crate) fn bad_input(what: impl std::fmt::Display) -> CryptoError {
+    CryptoError::BadInput(what.to_string())
+}
+fn unsupported(what: impl std::fmt::Display) -> CryptoError {
+    CryptoError::Unsupported(what.to_string())
+}
+
+fn ecdsa_signing(algorithm: Algorithm) -> Option<&'static signature::EcdsaSigningAlgorithm> {
+    match algorithm {
+        Algorithm::EcdsaP256Sha256 => Some(&signature::ECDSA_P256_SHA256_ASN1_SIGNING),
+        Algorithm::EcdsaP384Sha384 => Some(&signature::ECDSA_P384_SHA384_ASN1_SIGNING),
+        _ => None,
+    }
+}
+
+fn verification(
+    algorithm: Algorithm,
+    encoding: SignatureEncoding,
+) -> Option<&'static dyn signature::VerificationAlgorithm> {
+    use SignatureEncoding::{Der, P1363};
+    Some(match (algorithm, encoding) {
+        (Algorithm::EcdsaP256Sha256, Der) => &signature::ECDSA_P256_SHA256_ASN1,
+        (Algorithm::EcdsaP256Sha256, P1363) => &signature::ECDSA_P256_SHA256_FIXED,
+        (Algorithm::EcdsaP384Sha384, Der) => &signature::ECDSA_P384_SHA384_ASN1,
+        (Algorithm::EcdsaP384Sha384, P1363) => &signature::ECDSA_P384_SHA384_FIXED,
+        (Algorithm::Ed25519, _) => &signature::ED25519,
+        (Algorithm::RsaPssSha256, _) => &signature::RSA_PSS_2048_8192_SHA256,
+        (Algorithm::RsaPssSha384, _) => &signature::RSA_PSS_2048_8192_SHA384,
+        (Algorithm::RsaPkcs1Sha256, _) => &signature::RSA_PKCS1_2048_8192_SHA256,
+        _ => return None,
+    })
+}
+
+fn hmac_algorithm(algorithm: Algorithm) -> Option<hmac::Algorithm> {
+    match algorithm {
+        Algorithm::HmacSha256 => Some(hmac::HMAC_SHA256),
+        Algorithm::HmacSha384 => Some(hmac::HMAC_SHA384),
+        Algorithm::HmacSha512 => Some(hmac::HMAC_SHA512),
+        _ => None,
+    }
+}
+
+fn aead_algorithm(algorithm: Algorithm) -> Option<&'static aead::Algorithm> {
+    match algorithm {
+        Algorithm::Aes128Gcm => Some(&aead::AES_128_GCM),
+        Algorithm::Aes256Gcm => Some(&aead::AES_256_GCM),
+        Algorithm::Chacha20Poly1305 => Some(&aead::CHACHA20_POLY1305),
+        _ => None,
+    }
+}
+
+fn is_rsa(algorithm: Algorithm) -> bool {
+    matches!(
+        algorithm,
+        Algorithm::RsaPssSha256 | Algorithm::RsaPssSha384 | Algorithm::RsaPkcs1Sha256
+    )
+}
+
+impl KeyHandle {
+    /// Imports key material; see the WIT for what each format means.
+    pub(crate) fn import(
+        algorithm: Algorithm,
+        format: KeyFormat,
+        data: &[u8],
+        private: bool,
+        extractable: bool,
+    ) -> Result<Self, CryptoError> {
+        let material = if hmac_algorithm(algorithm).is_some() || aead_algorithm(algorithm).is_some()
+        {
+            if format != KeyFormat::Raw {
+                return Err(bad_key("a secret key is imported raw"));
+            }
+            if let Some(aead) = aead_algorithm(algorithm) {
+                aead::UnboundKey::new(aead, data).map_err(|_| {
+                    bad_key(format!(
+                        "{algorithm:?} takes a {}-byte key, not {} bytes",
+                        aead.key_len(),
+                        data.len()
+                    ))
+                })?;
+            } else if data.is_empty() {
+                return Err(bad_key("an HMAC key must not be empty"));
+            }
+            Material::Secret(data.into())
+        } else if format == KeyFormat::Spki || (format == KeyFormat::Raw && !private) {
+            let alg = verification(algorithm, SignatureEncoding::Der)
+                .ok_or_else(|| unsupported(format!("{algorithm:?} has no public keys")))?;
+            signature::ParsedPublicKey::new(alg, data)
+                .map_err(|e| bad_key(format!("not a {algorithm:?} public key: {e}")))?;
+            Material::Public(data.into())
+        } else if let Some(signing) = ecdsa_signing(algorithm) {
+            let pair = EcdsaKeyPair::from_pkcs8(signing, data)
+                .or_else(|_| EcdsaKeyPair::from_private_key_der(signing, data))
+                .map_err(|e| bad_key(format!("not a {algorithm:?} private key: {e}")))?;
+            Material::Ecdsa(Arc::new(pair))
+        } else if algorithm == Algorithm::Ed25519 {
+            let pair = match format {
+                KeyFormat::Raw => Ed25519KeyPair::from_seed_unchecked(data),
+                _ => Ed25519KeyPair::from_pkcs8_maybe_unchecked(data),
+            }
+            .map_err(|e| bad_key(format!("not an Ed25519 private key: {e}")))?;
+            Material::Ed25519(Arc::new(pair))
+        } else if is_rsa(algorithm) {
+            let pair = RsaKeyPair::from_pkcs8(data)
+                .or_else(|_| RsaKeyPair::from_der(data))
+                .map_err(|e| bad_key(format!("not an RSA private key: {e}")))?;
+            Material::Rsa(Arc::new(pair))
+        } else {
+            return Err(unsupported(format!("cannot import {algorithm:?}")));
+        };
+        Ok(Self {
+            algorithm,
+            material,
+            extractable,
+        })
+    }
+
+    /// Generates a fresh key.
+    pub(crate) fn generate(algorithm: Algorithm, extractable: bool) -> Result<Self, CryptoError> {
+        let failed = |_| bad_key(format!("generating a {algorithm:?} key failed"));
+        let material = if let Some(alg) = hmac_algorithm(algorithm) {
+            let mut secret = vec![0u8; alg.digest_algorithm().output_len];
+            aws_lc_rs::rand::fill(&mut secret).map_err(failed)?;
+            Material::Secret(secret.into())
+        } else if let Some(alg) = aead_algorithm(algorithm) {
+            let mut secret = vec![0u8; alg.key_len()];
+            aws_lc_rs::rand::fill(&mut secret).map_err(failed)?;
+            Material::Secret(secret.into())
+        } else if let Some(signing) = ecdsa_signing(algorithm) {
+            Material::Ecdsa(Arc::new(EcdsaKeyPair::generate(signing).map_err(failed)?))
+        } else if algorithm == Algorithm::Ed25519 {
+            Material::Ed25519(Arc::new(Ed25519KeyPair::generate().map_err(failed)?))
+        } else if is_rsa(algorithm) {
+            let pair = RsaKeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).map_err(failed)?;
+            Material::Rsa(Arc::new(pair))
+        } else {
+            return Err(unsupported(format!("cannot generate {algorithm:?}")));
+        };
+        Ok(Self {
+            algorithm,
+            material,
+            extractable,
+        })
+    }
+
+    pub(crate) fn is_private(&self) -> bool {
+        !matches!(self.material, Material::Public(_))
+    }
+
+    /// The secret or private part, if the key is extractable.
+    pub(crate) fn export(&self, format: KeyFormat) -> Result<Vec<u8>, CryptoError> {
+        if !self.extractable {
+            return Err(CryptoError::NotPermitted(
+                "the key is not extractable".to_owned(),
+            ));
+        }
+        let encoded = |d: Option<Vec<u8>>| d.ok_or_else(|| bad_key("the key cannot be encoded"));
+        match (&self.material, format) {
+            (Material::Secret(secret), KeyFormat::Raw) => Ok(secret.to_vec()),
+            (Material::Ecdsa(pair), KeyFormat::Pkcs8) => {
+                encoded(pair.to_pkcs8v1().ok().map(|d| d.as_ref().to_vec()))
+            }
+            (Material::Ed25519(pair), KeyFormat::Pkcs8) => {
+                encoded(pair.to_pkcs8v1().ok().map(|d| d.as_ref().to_vec()))
+            }
+            (Material::Rsa(pair), KeyFormat::Pkcs8) => encoded(
+                AsDer::<Pkcs8V1Der<'static>>::as_der(pair.as_ref())
+                    .ok()
+                    .map(|d| d.as_ref().to_vec()),
+            ),
+            (Material::Public(_), _) => Err(unsupported("a public key has no private part")),
+            _ => Err(unsupported(format!(
+                "{:?} keys do not export as {format:?}",
+                self.algorithm
+            ))),
+        }
+    }
+
+    /// The public half.
+    pub(crate) fn public_key(&self, format: KeyFormat) -> Result<Vec<u8>, CryptoError> {
+        let spki = |d: Result<PublicKeyX509Der<'static>, _>| {
+            d.map(|d| d.as_ref().to_vec())
+                .map_err(|_| bad_key("the public key cannot be encoded"))
+        };
+        match (&self.material, format) {
+            (Material::Secret(_), _) => Err(unsupported("a secret key has no public half")),
+            (Material::Public(bytes), _) => Ok(bytes.to_vec()),
+            (Material::Ecdsa(pair), KeyFormat::Raw) => Ok(pair.public_key().as_ref().to_vec()),
+            (Material::Ecdsa(pair), KeyFormat::Spki) => spki(pair.public_key().as_der()),
+            (Material::Ed25519(pair), KeyFormat::Raw) => Ok(pair.public_key().as_ref().to_vec()),
+            (Material::Ed25519(pair), KeyFormat::Spki) => spki(pair.public_key().as_der()),
+            (Material::Rsa(pair), KeyFormat::Raw) => Ok(pair.public_key().as_ref().to_vec()),
+            (Material::Rsa(pair), KeyFormat::Spki) => spki(pair.public_key().as_der()),
+            (_, KeyFormat::Pkcs8) => Err(unsupported("a public key is raw or spki")),
+        }
+    }
+
+    pub(crate) fn sign(
+        &self,
+        data: &[u8],
+        encoding: SignatureEncoding,
+    ) -> Result<Vec<u8>, CryptoError> {
+        let failed = |_| bad_input("signing failed");
+        match &self.material {
+            Material::Secret(secret) => {
+                let alg = hmac_algorithm(self.algorithm)
+                    .ok_or_else(|| unsupported(format!("{:?} does not sign", self.algorithm)))?;
+                Ok(hmac::sign(&hmac::Key::new(alg, secret), data)
+                    .as_ref()
+                    .to_vec())
+            }
+            Material::Ecdsa(pair) => {
+                let der = pair.sign(&SystemRandom::new(), data).map_err(failed)?;
+                match encoding {
+                    SignatureEncoding::Der => Ok(der.as_ref().to_vec()),
+                    SignatureEncoding::P1363 => {
+                        let width = if self.algorithm == Algorithm::EcdsaP256Sha256 {
+                            32
+                        } else {
+                            48
+                        };
+                        der_to_p1363(der.as_ref(), width)
+                            .ok_or_else(|| bad_input("re-encoding the signature failed"))
+                    }
+                }
+            }
+            Material::Ed25519(pair) => Ok(pair.sign(data).as_ref().to_vec()),
+            Material::Rsa(pair) => {
+                let padding: &dyn signature::RsaEncoding = match self.algorithm {
+                    Algorithm::RsaPssSha256 => &signature::RSA_PSS_SHA256,
+                    Algorithm::RsaPssSha384 => &signature::RSA_PSS_SHA384,
+                    _ => &signature::RSA_PKCS1_SHA256,
+                };
+                let mut out = vec![0u8; pair.public_modulus_len()];
+                pair.sign(padding, &SystemRandom::new(), data, &mut out)
+                    .map_err(failed)?;
+                Ok(out)
+            }
+            Material::Public(_) => Err(CryptoError::NotPermitted(
+                "a public key cannot sign".to_owned(),
+            )),
+        }
+    }
+
+    pub(crate) fn verify(
+        &self,
+        data: &[u8],
+        sig: &[u8],
+        encoding: SignatureEncoding,
+    ) -> Result<bool, CryptoError> {
+        if let Material::Secret(secret) = &self.material {
+            let alg = hmac_algorithm(self.algorithm)
+                .ok_or_else(|| unsupported(format!("{:?} does not verify", self.algorithm)))?;
+            let full = hmac::sign(&hmac::Key::new(alg, secret), data);
+            let full = full.as_ref();
+            // A tag may be truncated to no less than half the hash (RFC 2104 §5).
+            if sig.len() > full.len() || sig.len() < full.len() / 2 {
+                return Ok(false);
+            }
+            return Ok(
+                aws_lc_rs::constant_time::verify_slices_are_equal(&full[..sig.len()], sig).is_ok(),
+            );
+        }
+        let alg = verification(self.algorithm, encoding)
+            .ok_or_else(|| unsupported(format!("{:?} does not verify", self.algorithm)))?;
+        let public = match &self.material {
+            Material::Public(bytes) => bytes.to_vec(),
+            _ => self.public_key(KeyFormat::Raw)?,
+        };
+        let key = signature::ParsedPublicKey::new(alg, &public)
+            .map_err(|e| bad_key(format!("unusable public key: {e}")))?;
+        Ok(key.verify_sig(data, sig).is_ok())
+    }
+
+    fn aead_key(&self) -> Result<aead::LessSafeKey, CryptoError> {
+        let (Material::Secret(secret), Some(alg)) =
+            (&self.material, aead_algorithm(self.algorithm))
+        else {
+            return Err(unsupported(format!(
+                "{:?} does not encrypt",
+                self.algorithm
+            )));
+        };
+        let key = aead::UnboundKey::new(alg, secret).map_err(|_| bad_key("bad AEAD key"))?;
+        Ok(aead::LessSafeKey::new(key))
+    }
+
+    pub(crate) fn seal(
+        &self,
+        nonce: &[u8],
+        aad: &[u8],
+        plain: &[u8],
+    ) -> Result<Vec<u8>, CryptoError> {
+        let key = self.aead_key()?;
+        let nonce = aead::Nonce::try_assume_unique_for_key(nonce)
+            .map_err(|_| bad_input(format!("the nonce must be 12 bytes, not {}", nonce.len())))?;
+        let mut out = plain.to_vec();
+        key.seal_in_place_append_tag(nonce, aead::Aad::from(aad), &mut out)
+            .map_err(|_| bad_input("sealing failed"))?;
+        Ok(out)
+    }
+
+    pub(crate) fn unseal(
+        &self,
+        nonce: &[u8],
+        aad: &[u8],
+        sealed: &[u8],
+    ) -> Result<Vec<u8>, CryptoError> {
+        let key = self.aead_key()?;
+        let nonce = aead::Nonce::try_assume_unique_for_key(nonce)
+            .map_err(|_| bad_input(format!("the nonce must be 12 bytes, not {}", nonce.len())))?;
+        let mut buf = sealed.to_vec();
+        let plain = key
+            .open_in_place(nonce, aead::Aad::from(aad), &mut buf)
+            .map_err(|_| bad_input("the ciphertext does not authenticate"))?;
+        Ok(plain.to_vec())
+    }
+}
+
+/// DER `SEQUENCE { INTEGER r, INTEGER s }` to `r || s`, each left-padded to `width` bytes.
+fn der_to_p1363(der: &[u8], width: usize) -> Option<Vec<u8>> {
+    let (&0x30, rest) = der.split_first()? else {
+        return None;
+    };
+    let (len, rest) = der_length(rest)?;
+    let body = rest.get(..len)?;
+    let (r, body) = der_integer(body)?;
+    let (s, _) = der_integer(body)?;
+    let mut out = vec![0u8; width * 2];
+    let (first, second) = out.split_at_mut(width);
+    for (value, slot) in [(r, first), (s, second)] {
+        let value = value.strip_prefix(&[0]).unwrap_or(value);
+        if value.len() > width {
+            return None;
+        }
+        slot[width - value.len()..].copy_from_slice(value);
+    }
+    Some(out)
+}
+
+fn der_length(input: &[u8]) -> Option<(usize, &[u8])> {
+    let (&first, rest) = input.split_first()?;
+    match first {
+        n if n < 0x80 => Some((usize::from(n), rest)),
+        0x81 => Some((usize::from(*rest.first()?), &rest[1..])),
+        _ => None,
+    }
+}
+
+fn der_integer(input: &[u8]) -> Option<(&[u8], &[u8])> {
+    let (&0x02, rest) = input.split_first()? else {
+        return None;
+    };
+    let (len, rest) = der_length(rest)?;
+    Some((rest.get(..len)?, rest.get(len..)?))
+}
