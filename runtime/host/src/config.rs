@@ -166,6 +166,76 @@ pub struct StaticDeployment {
     /// Origins it may fetch from (see [`AllowedOrigin`](crate::AllowedOrigin)).
     #[serde(default)]
     pub allow: Vec<String>,
+    /// Host keys its handlers open by name (`virga:edge/crypto`): usable, never readable.
+    #[serde(default)]
+    pub keys: BTreeMap<String, KeyConfig>,
+}
+
+/// `[deployments.keys] NAME = { algorithm = "...", file = "..." }` (or `env = "VAR"`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct KeyConfig {
+    /// The algorithm, by its WIT name: `ecdsa-p256-sha256`, `ed25519`, `rsa-pss-sha256`,
+    /// `hmac-sha256`, `aes256-gcm`, ...
+    pub algorithm: String,
+    /// A PEM file (relative to the config file): a private key (`PRIVATE KEY`, `EC PRIVATE
+    /// KEY`, `RSA PRIVATE KEY`).
+    pub file: Option<PathBuf>,
+    /// An environment variable holding a PEM private key, or a base64 secret (HMAC, AEAD).
+    pub env: Option<String>,
+}
+
+impl KeyConfig {
+    /// Reads the key material: DER of a PEM private key, or the decoded secret. The error
+    /// names the file or variable, never the material.
+    pub fn load(&self) -> Result<Vec<u8>, Error> {
+        let (text, origin) = match (&self.file, &self.env) {
+            (Some(path), None) => (
+                std::fs::read(path)
+                    .map_err(|e| Error::io(format!("reading key file {}", path.display()), e))?,
+                path.display().to_string(),
+            ),
+            (None, Some(var)) => (
+                std::env::var(var)
+                    .map_err(|_| Error::Config(format!("environment variable {var} is not set")))?
+                    .into_bytes(),
+                format!("${var}"),
+            ),
+            _ => return Err(Error::Config("a key takes either file or env".into())),
+        };
+        if text.windows(10).any(|w| w == b"-----BEGIN") {
+            use rustls::pki_types::PrivateKeyDer;
+            use rustls::pki_types::pem::PemObject;
+            let key = PrivateKeyDer::from_pem_slice(&text)
+                .map_err(|e| Error::Config(format!("{origin}: no usable PEM private key ({e})")))?;
+            return Ok(key.secret_der().to_vec());
+        }
+        use base64::Engine;
+        let trimmed = String::from_utf8_lossy(&text).trim().to_owned();
+        base64::engine::general_purpose::STANDARD
+            .decode(&trimmed)
+            .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(&trimmed))
+            .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(&trimmed))
+            .map_err(|_| Error::Config(format!("{origin}: neither PEM nor base64")))
+    }
+}
+
+impl Config {
+    /// The host keys of every `[[deployments]]`, loaded and checked; the error names the
+    /// deployment, the key and the problem.
+    pub fn load_keys(&self) -> Result<crate::StaticKeys, Error> {
+        let mut keys = crate::StaticKeys::new();
+        for d in &self.deployments {
+            for (name, key) in &d.keys {
+                let material = key
+                    .load()
+                    .map_err(|e| Error::Config(format!("key '{name}' of '{}': {e}", d.name)))?;
+                keys.add(&d.name, name, &key.algorithm, &material)?;
+            }
+        }
+        Ok(keys)
+    }
 }
 
 impl Config {
@@ -189,6 +259,13 @@ impl Config {
             }
         }
         for deployment in &mut config.deployments {
+            for key in deployment.keys.values_mut() {
+                if let Some(file) = &mut key.file
+                    && file.is_relative()
+                {
+                    *file = base.join(&*file);
+                }
+            }
             if deployment.module.is_relative() {
                 deployment.module = base.join(&deployment.module);
             }
@@ -220,6 +297,20 @@ impl Config {
             for origin in &d.allow {
                 if let Err(e) = origin.parse::<crate::AllowedOrigin>() {
                     return fail(format!("deployment '{}': {e}", d.name));
+                }
+            }
+            for (name, key) in &d.keys {
+                if crate::algorithm_by_name(&key.algorithm).is_none() {
+                    return fail(format!(
+                        "deployment '{}': key '{name}' has unknown algorithm '{}'",
+                        d.name, key.algorithm
+                    ));
+                }
+                if key.file.is_some() == key.env.is_some() {
+                    return fail(format!(
+                        "deployment '{}': key '{name}' takes either file or env",
+                        d.name
+                    ));
                 }
             }
             if d.routes.is_empty() {
@@ -323,6 +414,14 @@ mod tests {
                 "invalid origin 'ftp://x'",
             ),
             ("[limits]\ncpu = 5", "unknown limit 'cpu'"),
+            (
+                "[[deployments]]\nname = \"a\"\nmodule = \"a.wasm\"\nroutes = [\"*/*\"]\nkeys.k = { algorithm = \"rsa-md5\", env = \"K\" }",
+                "key 'k' has unknown algorithm 'rsa-md5'",
+            ),
+            (
+                "[[deployments]]\nname = \"a\"\nmodule = \"a.wasm\"\nroutes = [\"*/*\"]\nkeys.k = { algorithm = \"ed25519\" }",
+                "key 'k' takes either file or env",
+            ),
             (
                 "[limits]\nmemory_mib = 0",
                 "'memory_mib' must be greater than 0",

@@ -33,6 +33,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
         .keep_versions(server_config.keep_versions)
         .max_instances(server_config.max_instances)
         .extra_root_certificates(config.fetch.load_ca_certs()?)
+        .key_store(Arc::new(config.load_keys()?))
         .build()
         .context("restoring the deployments")?;
     let restored = runtime.deployments().len();

@@ -10,6 +10,8 @@
 //! - `named-sign`: name, msg → signature with a host key; `named-export`: name → must fail
 //! - `named-public`: name → SPKI of a host key
 //! - `generate-roundtrip`: alg → signs and verifies with a fresh key → valid
+//!
+//! `GET /dump?name=N`: signs with host key N, then answers with the instance's whole memory.
 use virga_sdk::crypto::{
     Algorithm, CryptoError, Hash, Key, KeyFormat, constant_time_eq, digest, hkdf,
 };
@@ -188,8 +190,42 @@ fn run(line: &Line<'_>) -> std::result::Result<String, String> {
     })
 }
 
+/// Every byte of this instance's linear memory (from address 1; address 0 is never used).
+fn memory_dump() -> Vec<u8> {
+    let len = core::arch::wasm32::memory_size(0) * 65536;
+    let mut dump = Vec::with_capacity(len);
+    for address in 1..len {
+        // SAFETY: every address below memory.size is readable in wasm32.
+        dump.push(unsafe { core::ptr::read_volatile(address as *const u8) });
+    }
+    dump
+}
+
 #[virga_sdk::handler]
 fn handle(request: Request) -> Result<Response> {
+    if request.uri().path().ends_with("/dump") {
+        // Uses the host key named by the query, then answers with the whole linear memory,
+        // so a test can check that the key's bytes never entered it.
+        let name = request
+            .uri()
+            .query()
+            .and_then(|q| q.strip_prefix("name="))
+            .unwrap_or("");
+        let key = Key::open(name)?;
+        let signature = key.sign(b"probe")?;
+        if !key.verify(b"probe", &signature)? {
+            return Err(virga_sdk::Error::msg(
+                "the host key's own signature did not verify",
+            ));
+        }
+        // Kept alive through the dump: what the guest did receive must show up in it.
+        let spki = key.public_key(KeyFormat::Spki);
+        let _ = key.export(KeyFormat::Pkcs8);
+        let _ = key.export(KeyFormat::Raw);
+        let dump = memory_dump();
+        std::hint::black_box(&spki);
+        return Ok(Response::new(dump.into()));
+    }
     let body = request.into_body().bytes()?;
     let text = String::from_utf8_lossy(&body);
     let mut out = String::new();

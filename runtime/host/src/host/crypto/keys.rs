@@ -50,6 +50,24 @@ fn unsupported(what: impl std::fmt::Display) -> CryptoError {
     CryptoError::Unsupported(what.to_string())
 }
 
+/// The WIT name of an algorithm, for messages: `ecdsa-p256-sha256`.
+pub(crate) fn name(algorithm: Algorithm) -> &'static str {
+    match algorithm {
+        Algorithm::HmacSha256 => "hmac-sha256",
+        Algorithm::HmacSha384 => "hmac-sha384",
+        Algorithm::HmacSha512 => "hmac-sha512",
+        Algorithm::EcdsaP256Sha256 => "ecdsa-p256-sha256",
+        Algorithm::EcdsaP384Sha384 => "ecdsa-p384-sha384",
+        Algorithm::Ed25519 => "ed25519",
+        Algorithm::RsaPssSha256 => "rsa-pss-sha256",
+        Algorithm::RsaPssSha384 => "rsa-pss-sha384",
+        Algorithm::RsaPkcs1Sha256 => "rsa-pkcs1-sha256",
+        Algorithm::Aes128Gcm => "aes128-gcm",
+        Algorithm::Aes256Gcm => "aes256-gcm",
+        Algorithm::Chacha20Poly1305 => "chacha20-poly1305",
+    }
+}
+
 fn ecdsa_signing(algorithm: Algorithm) -> Option<&'static signature::EcdsaSigningAlgorithm> {
     match algorithm {
         Algorithm::EcdsaP256Sha256 => Some(&signature::ECDSA_P256_SHA256_ASN1_SIGNING),
@@ -110,6 +128,7 @@ impl KeyHandle {
         private: bool,
         extractable: bool,
     ) -> Result<Self, CryptoError> {
+        let alg_name = name(algorithm);
         let material = if hmac_algorithm(algorithm).is_some() || aead_algorithm(algorithm).is_some()
         {
             if format != KeyFormat::Raw {
@@ -118,7 +137,7 @@ impl KeyHandle {
             if let Some(aead) = aead_algorithm(algorithm) {
                 aead::UnboundKey::new(aead, data).map_err(|_| {
                     bad_key(format!(
-                        "{algorithm:?} takes a {}-byte key, not {} bytes",
+                        "{alg_name} takes a {}-byte key, not {} bytes",
                         aead.key_len(),
                         data.len()
                     ))
@@ -129,14 +148,14 @@ impl KeyHandle {
             Material::Secret(data.into())
         } else if format == KeyFormat::Spki || (format == KeyFormat::Raw && !private) {
             let alg = verification(algorithm, SignatureEncoding::Der)
-                .ok_or_else(|| unsupported(format!("{algorithm:?} has no public keys")))?;
+                .ok_or_else(|| unsupported(format!("{alg_name} has no public keys")))?;
             signature::ParsedPublicKey::new(alg, data)
-                .map_err(|e| bad_key(format!("not a {algorithm:?} public key: {e}")))?;
+                .map_err(|e| bad_key(format!("not a {alg_name} public key: {e}")))?;
             Material::Public(data.into())
         } else if let Some(signing) = ecdsa_signing(algorithm) {
             let pair = EcdsaKeyPair::from_pkcs8(signing, data)
                 .or_else(|_| EcdsaKeyPair::from_private_key_der(signing, data))
-                .map_err(|e| bad_key(format!("not a {algorithm:?} private key: {e}")))?;
+                .map_err(|e| bad_key(format!("not a {alg_name} private key: {e}")))?;
             Material::Ecdsa(Arc::new(pair))
         } else if algorithm == Algorithm::Ed25519 {
             let pair = match format {
@@ -151,7 +170,7 @@ impl KeyHandle {
                 .map_err(|e| bad_key(format!("not an RSA private key: {e}")))?;
             Material::Rsa(Arc::new(pair))
         } else {
-            return Err(unsupported(format!("cannot import {algorithm:?}")));
+            return Err(unsupported(format!("cannot import {alg_name}")));
         };
         Ok(Self {
             algorithm,
@@ -162,7 +181,8 @@ impl KeyHandle {
 
     /// Generates a fresh key.
     pub(crate) fn generate(algorithm: Algorithm, extractable: bool) -> Result<Self, CryptoError> {
-        let failed = |_| bad_key(format!("generating a {algorithm:?} key failed"));
+        let alg_name = name(algorithm);
+        let failed = |_| bad_key(format!("generating a {alg_name} key failed"));
         let material = if let Some(alg) = hmac_algorithm(algorithm) {
             let mut secret = vec![0u8; alg.digest_algorithm().output_len];
             aws_lc_rs::rand::fill(&mut secret).map_err(failed)?;
@@ -179,7 +199,7 @@ impl KeyHandle {
             let pair = RsaKeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).map_err(failed)?;
             Material::Rsa(Arc::new(pair))
         } else {
-            return Err(unsupported(format!("cannot generate {algorithm:?}")));
+            return Err(unsupported(format!("cannot generate {alg_name}")));
         };
         Ok(Self {
             algorithm,
@@ -215,8 +235,8 @@ impl KeyHandle {
             ),
             (Material::Public(_), _) => Err(unsupported("a public key has no private part")),
             _ => Err(unsupported(format!(
-                "{:?} keys do not export as {format:?}",
-                self.algorithm
+                "{} keys do not export as {format:?}",
+                name(self.algorithm)
             ))),
         }
     }
@@ -248,8 +268,9 @@ impl KeyHandle {
         let failed = |_| bad_input("signing failed");
         match &self.material {
             Material::Secret(secret) => {
-                let alg = hmac_algorithm(self.algorithm)
-                    .ok_or_else(|| unsupported(format!("{:?} does not sign", self.algorithm)))?;
+                let alg = hmac_algorithm(self.algorithm).ok_or_else(|| {
+                    unsupported(format!("{} does not sign", name(self.algorithm)))
+                })?;
                 Ok(hmac::sign(&hmac::Key::new(alg, secret), data)
                     .as_ref()
                     .to_vec())
@@ -295,7 +316,7 @@ impl KeyHandle {
     ) -> Result<bool, CryptoError> {
         if let Material::Secret(secret) = &self.material {
             let alg = hmac_algorithm(self.algorithm)
-                .ok_or_else(|| unsupported(format!("{:?} does not verify", self.algorithm)))?;
+                .ok_or_else(|| unsupported(format!("{} does not verify", name(self.algorithm))))?;
             let full = hmac::sign(&hmac::Key::new(alg, secret), data);
             let full = full.as_ref();
             // A tag may be truncated to no less than half the hash (RFC 2104 §5).
@@ -307,7 +328,7 @@ impl KeyHandle {
             );
         }
         let alg = verification(self.algorithm, encoding)
-            .ok_or_else(|| unsupported(format!("{:?} does not verify", self.algorithm)))?;
+            .ok_or_else(|| unsupported(format!("{} does not verify", name(self.algorithm))))?;
         let public = match &self.material {
             Material::Public(bytes) => bytes.to_vec(),
             _ => self.public_key(KeyFormat::Raw)?,
@@ -322,8 +343,8 @@ impl KeyHandle {
             (&self.material, aead_algorithm(self.algorithm))
         else {
             return Err(unsupported(format!(
-                "{:?} does not encrypt",
-                self.algorithm
+                "{} does not encrypt",
+                name(self.algorithm)
             )));
         };
         let key = aead::UnboundKey::new(alg, secret).map_err(|_| bad_key("bad AEAD key"))?;
