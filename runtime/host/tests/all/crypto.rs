@@ -258,6 +258,46 @@ async fn bad_keys_and_inputs_are_named_errors_not_traps() {
         ),
         ("op=generate-roundtrip&alg=ed25519".to_owned(), "valid"),
         (
+            format!("op=private-roundtrip&alg=ecdsa-p256-sha256&fmt=jwk&key={private_jwk}"),
+            "valid",
+        ),
+        (
+            format!(
+                "op=private-roundtrip&alg=ecdsa-p256-sha256&fmt=pkcs8&key={}",
+                hex(p256.as_ref())
+            ),
+            "valid",
+        ),
+        (
+            format!("op=private-roundtrip&alg=ecdsa-p256-sha256&fmt=jwk&key={wrong_d_jwk}"),
+            "error bad key: the JWK's EC key is inconsistent",
+        ),
+        (
+            format!("op=private-roundtrip&alg=ecdsa-p384-sha384&fmt=jwk&key={private_jwk}"),
+            "error bad key: a JWK of kty \"EC\" crv \"P-256\" is not a ecdsa-p384-sha384 key",
+        ),
+        (
+            format!(
+                "op=private-roundtrip&alg=ed25519&fmt=jwk&key={}",
+                hex(b"{\"kty\":")
+            ),
+            "error bad key: not a JWK (JSON object)",
+        ),
+        (
+            format!(
+                "op=private-roundtrip&alg=ed25519&fmt=jwk&key={}",
+                hex(br#"{"kty":"OKP","crv":"Ed25519","x":"!!"}"#)
+            ),
+            "error bad key: the JWK's \"x\" is not base64url",
+        ),
+        (
+            format!(
+                "op=private-roundtrip&alg=ecdsa-p256-sha256&fmt=pkcs8&key={}",
+                hex(&p256.as_ref()[..40])
+            ),
+            "error bad key: not a ecdsa-p256-sha256 private key",
+        ),
+        (
             "op=generate-roundtrip&alg=rsa-pss-sha256".to_owned(),
             "valid",
         ),
