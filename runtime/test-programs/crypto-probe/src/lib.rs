@@ -10,6 +10,7 @@
 //! - `named-sign`: name, msg → signature with a host key; `named-export`: name → must fail
 //! - `named-public`: name → SPKI of a host key
 //! - `generate-roundtrip`: alg → signs and verifies with a fresh key → valid
+//! - `sign`: alg, fmt (pkcs8|raw|jwk), key, msg → signature
 //! - `private-roundtrip`: alg, fmt (pkcs8|raw|jwk), key → imports, signs, verifies through
 //!   the public half written as a JWK → valid
 //!
@@ -178,6 +179,17 @@ fn run(line: &Line<'_>) -> std::result::Result<String, String> {
         "named-public" => Key::open(line.get("name")?)
             .and_then(|key| key.public_key(KeyFormat::Spki))
             .map_or_else(failed, |spki| hex(&spki)),
+        "sign" => {
+            let format = match line.get("fmt")? {
+                "jwk" => KeyFormat::Jwk,
+                "raw" => KeyFormat::Raw,
+                _ => KeyFormat::Pkcs8,
+            };
+            let msg = line.bytes("msg")?;
+            Key::import_private(line.alg()?, format, &line.bytes("key")?)
+                .and_then(|key| key.sign(&msg))
+                .map_or_else(failed, |sig| hex(&sig))
+        }
         "private-roundtrip" => {
             let format = match line.get("fmt")? {
                 "jwk" => KeyFormat::Jwk,

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Crypto benchmark: a handler verifying one ECDSA P-256 signature through virga:edge/crypto
+# (runtime/test-programs/crypto-probe), next to hello, in the same run with wrk (HTTP/1.1
+# keep-alive). Prints requests/s, p50/p99 and the ratio.
+#
+#   bench/crypto.sh [seconds=10] [connections=64]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs=${1:-10}
+conns=${2:-64}
+scripts/setup wrk openssl
+cargo build --release --quiet -p virga-cli
+(cd samples && cargo build --release --quiet --target wasm32-wasip2)
+(cd runtime/test-programs && cargo build --release --quiet --target wasm32-wasip2 -p crypto-probe)
+
+port=18480
+state=$(mktemp -d)
+unset RUST_BACKTRACE RUST_LIB_BACKTRACE
+cat > "$state/virga.toml" <<TOML
+[server]
+http = "127.0.0.1:$port"
+https = "off"
+admin = "off"
+state_dir = "$state/state"
+
+[[deployments]]
+name = "hello"
+module = "$PWD/samples/target/wasm32-wasip2/release/hello.wasm"
+routes = ["*/hello"]
+
+[[deployments]]
+name = "crypto"
+module = "$PWD/runtime/test-programs/target/wasm32-wasip2/release/crypto_probe.wasm"
+routes = ["*/run"]
+TOML
+target/release/virga serve --config "$state/virga.toml" >/dev/null 2>&1 &
+pid=$!
+trap 'kill $pid 2>/dev/null || true; rm -rf "$state"' EXIT
+for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/hello" >/dev/null && break; sleep 0.2; done
+
+# A P-256 key, a signature by it (made through the probe), and the verify request wrk sends.
+key=$(openssl ecparam -name prime256v1 -genkey -noout 2>/dev/null \
+  | openssl pkcs8 -topk8 -nocrypt -outform DER | xxd -p | tr -d '\n')
+msg=$(printf 'a token to check' | xxd -p | tr -d '\n')
+sig=$(curl -sf --data-binary "op=sign&alg=ecdsa-p256-sha256&fmt=pkcs8&key=$key&msg=$msg" \
+  "http://127.0.0.1:$port/run")
+spki=$(printf '%s' "$key" | xxd -r -p | openssl pkey -inform DER -pubout -outform DER | xxd -p | tr -d '\n')
+line="op=verify&alg=ecdsa-p256-sha256&fmt=spki&key=$spki&msg=$msg&sig=$sig"
+answer=$(curl -sf --data-binary "$line" "http://127.0.0.1:$port/run")
+[ "$answer" = valid ] || { echo "the verify request answers '$answer'" >&2; exit 1; }
+cat > "$state/post.lua" <<LUA
+wrk.method = "POST"
+wrk.body = "$line"
+LUA
+
+run() { # name path [script] -> rps
+  local out rps p50 p99
+  out=$(wrk -t1 -c"$conns" -d"${secs}s" --latency ${3:+-s "$3"} "http://127.0.0.1:$port$2")
+  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+  p50=$(awk '$1=="50%" {print $2}' <<<"$out")
+  p99=$(awk '$1=="99%" {print $2}' <<<"$out")
+  printf '%-14s %10s req/s   p50 %8s   p99 %8s\n' "$1" "$rps" "$p50" "$p99" >&2
+  echo "$rps"
+}
+echo "wrk -t1 -c$conns -d${secs}s, HTTP/1.1 keep-alive" >&2
+h1=$(run hello /hello)
+v1=$(run ecdsa-verify /run "$state/post.lua")
+h2=$(run hello /hello)
+v2=$(run ecdsa-verify /run "$state/post.lua")
+python3 - "$h1" "$v1" "$h2" "$v2" <<'PY'
+import sys
+h1, v1, h2, v2 = map(float, sys.argv[1:])
+print(f"ECDSA P-256 verify handler / hello: {(v1 + v2) / (h1 + h2):.1%} of hello's requests/s "
+      f"(runs: {v1 / h1:.1%}, {v2 / h2:.1%})")
+PY
