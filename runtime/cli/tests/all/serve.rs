@@ -39,9 +39,14 @@ fn serve(dir: &Path, extra: &str) -> Host {
 
 /// Starts `virga serve --config config` and reads the addresses it prints.
 fn start(config: &Path, dir: &Path) -> Host {
+    start_with_env(config, dir, &[])
+}
+
+fn start_with_env(config: &Path, dir: &Path, env: &[(&str, &str)]) -> Host {
     let mut child = virga()
         .args(["serve", "--config"])
         .arg(config)
+        .envs(env.iter().copied())
         .env_remove("VIRGA_TOKEN")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -513,4 +518,88 @@ fn allow_lists_and_limits_are_deployed_checked_and_kept_across_a_restart() {
     assert_eq!(app["limits"]["subrequests"], 7);
     assert_eq!(host.body("/x"), "hello from virga\nGET /x\n");
     host.stop();
+}
+
+#[test]
+fn host_keys_come_from_files_and_variables_and_bad_ones_stop_the_start() {
+    use base64::Engine;
+    use virga_test_artifacts::CRYPTO_PROBE;
+    let dir = tempdir("serve-keys");
+    // An Ed25519 PKCS#8 key (fixed prefix + seed) as PEM, and an HMAC secret in base64.
+    let mut pkcs8 = vec![
+        0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04,
+        0x20,
+    ];
+    pkcs8.extend([7u8; 32]);
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let pem = format!(
+        "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+        b64.encode(&pkcs8)
+    );
+    std::fs::write(dir.join("issuer.pem"), pem).unwrap();
+    let deployment = format!(
+        "[[deployments]]\nname = \"probe\"\nmodule = \"{CRYPTO_PROBE}\"\nroutes = [\"*/*\"]\n\
+         keys.issuer = {{ algorithm = \"ed25519\", file = \"issuer.pem\" }}\n\
+         keys.mac = {{ algorithm = \"hmac-sha256\", env = \"VIRGA_TEST_MAC\" }}\n"
+    );
+    let config = write_config(&dir, Some(TOKEN), &deployment);
+    let secret = b64.encode([9u8; 32]);
+    let host = start_with_env(&config, &dir, &[("VIRGA_TEST_MAC", &secret)]);
+    let run = |line: &str| {
+        let out = Command::new("curl")
+            .args(["-s", "--data-binary", line, &format!("{}run", host.http)])
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    let signature = run("op=named-sign&name=issuer&msg=00");
+    assert_eq!(
+        signature.len(),
+        128,
+        "an Ed25519 signature in hex: {signature}"
+    );
+    assert_eq!(
+        run("op=named-export&name=issuer"),
+        "error not permitted: the key is not extractable"
+    );
+    assert_eq!(run("op=named-sign&name=mac&msg=00").len(), 64);
+    drop(host);
+
+    // A missing variable, a file that is not a key, an unknown algorithm: the host does not
+    // start, and says which key of which deployment is wrong.
+    for (keys, env, expected) in [
+        (
+            "keys.mac = { algorithm = \"hmac-sha256\", env = \"VIRGA_TEST_MAC\" }",
+            false,
+            "environment variable VIRGA_TEST_MAC is not set",
+        ),
+        (
+            "keys.issuer = { algorithm = \"ed25519\", file = \"virga.toml\" }",
+            true,
+            "key 'issuer' of 'probe'",
+        ),
+        (
+            "keys.issuer = { algorithm = \"ecdsa-p256-sha256\", file = \"issuer.pem\" }",
+            true,
+            "not a ecdsa-p256-sha256 private key",
+        ),
+    ] {
+        let body = format!(
+            "[[deployments]]\nname = \"probe\"\nmodule = \"{CRYPTO_PROBE}\"\nroutes = [\"*/*\"]\n{keys}\n"
+        );
+        let config = write_config(&dir, Some(TOKEN), &body);
+        let mut command = virga();
+        command
+            .args(["serve", "--config"])
+            .arg(&config)
+            .env_remove("VIRGA_TEST_MAC");
+        if env {
+            command.env("VIRGA_TEST_MAC", &secret);
+        }
+        let out = command.output().unwrap();
+        assert!(!out.status.success(), "{keys}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(expected), "{keys}: {err}");
+        assert!(!err.contains(&secret), "the error shows the secret: {err}");
+    }
 }
