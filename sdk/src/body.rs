@@ -66,7 +66,17 @@ impl IncomingBody {
     pub fn chunk(&mut self) -> Option<Result<Bytes, Error>> {
         self.open();
         let stream = self.stream.as_ref()?;
-        match stream.blocking_read(READ_CHUNK) {
+        let read = if reactor::may_block() {
+            stream.blocking_read(READ_CHUNK)
+        } else {
+            loop {
+                match stream.read(READ_CHUNK) {
+                    Ok(bytes) if bytes.is_empty() => reactor::block_until(&stream.subscribe()),
+                    other => break other,
+                }
+            }
+        };
+        match read {
             Ok(bytes) => Some(Ok(Bytes::from(bytes))),
             Err(StreamError::Closed) => {
                 self.close();

@@ -5,7 +5,7 @@
 use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::pin::{Pin, pin};
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::task::{Context, Poll, Waker};
 
 use wasip2::io::poll::Pollable;
@@ -14,7 +14,9 @@ type Task = Pin<Box<dyn Future<Output = ()>>>;
 
 thread_local! {
     /// Pollables that pending futures wait on, collected during one poll of the handler.
-    static WAITING: RefCell<Vec<Rc<Pollable>>> = const { RefCell::new(Vec::new()) };
+    /// Weak: a future dropped before the executor polls must take its pollable with it (a
+    /// pollable is a child of its stream or future, which cannot be dropped before it).
+    static WAITING: RefCell<Vec<Weak<Pollable>>> = const { RefCell::new(Vec::new()) };
     /// Background work of the handler (request bodies going up), driven beside it.
     static TASKS: RefCell<Vec<Task>> = const { RefCell::new(Vec::new()) };
     /// Whether a background task is being polled.
@@ -56,7 +58,7 @@ pub(crate) async fn ready(pollable: Pollable) {
         }
         // The executor re-polls the whole handler when anything is ready, so registering
         // the pollable is all a waker would do.
-        WAITING.with(|w| w.borrow_mut().push(pollable.clone()));
+        WAITING.with(|w| w.borrow_mut().push(Rc::downgrade(&pollable)));
         Poll::Pending
     })
     .await
@@ -74,13 +76,41 @@ pub(crate) fn block_on<F: Future>(future: F) -> F::Output {
             return output;
         }
         poll_tasks(&mut cx);
-        let waiting = WAITING.with(|w| std::mem::take(&mut *w.borrow_mut()));
+        let waiting: Vec<Rc<Pollable>> = WAITING
+            .with(|w| std::mem::take(&mut *w.borrow_mut()))
+            .iter()
+            .filter_map(Weak::upgrade)
+            .collect();
         if waiting.is_empty() {
             // Waiting on something that is not the host's: give others a turn.
             std::thread::yield_now();
             continue;
         }
         let refs: Vec<&Pollable> = waiting.iter().map(|p| &**p).collect();
+        wasip2::io::poll::poll(&refs);
+    }
+}
+
+/// Blocks until `pollable` is ready, driving the handler's background tasks meanwhile (so a
+/// synchronous body read does not stall a request body still going up).
+pub(crate) fn block_until(pollable: &Pollable) {
+    if may_block() {
+        pollable.block();
+        return;
+    }
+    let mut cx = Context::from_waker(Waker::noop());
+    loop {
+        poll_tasks(&mut cx);
+        if pollable.ready() {
+            return;
+        }
+        let waiting: Vec<Rc<Pollable>> = WAITING
+            .with(|w| std::mem::take(&mut *w.borrow_mut()))
+            .iter()
+            .filter_map(Weak::upgrade)
+            .collect();
+        let mut refs: Vec<&Pollable> = waiting.iter().map(|p| &**p).collect();
+        refs.push(pollable);
         wasip2::io::poll::poll(&refs);
     }
 }

@@ -151,6 +151,7 @@ where
     store.call_hook(RequestState::on_call_hook);
     store.set_epoch_deadline(1);
 
+    let head = request.method() == http::Method::HEAD;
     let request_body = limits.request_body;
     let request = request.map(|body| {
         Guarded::new(
@@ -253,7 +254,12 @@ where
                 .get(http::header::CONTENT_LENGTH)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.parse::<u64>().ok());
-            if declared.is_some_and(|len| len > max) {
+            let status = response.status();
+            let bodiless = head
+                || status.is_informational()
+                || status == http::StatusCode::NO_CONTENT
+                || status == http::StatusCode::NOT_MODIFIED;
+            if !bodiless && declared.is_some_and(|len| len > max) {
                 if let Some(task) = task {
                     task.abort();
                 }

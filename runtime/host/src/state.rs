@@ -20,6 +20,11 @@ pub(crate) struct RequestState {
     pub(crate) crypto: CryptoCtx,
     memory: MemoryLimiter,
     cpu_ticks_left: u64,
+    /// One epoch tick, and host work done for the guest not yet charged as ticks.
+    tick_ns: u64,
+    host_ns: u64,
+    /// Key material held by the request's crypto handles, bytes (bounded).
+    pub(crate) key_bytes: usize,
     /// The limit that stopped the guest, if any: set before the trap it causes.
     pub(crate) tripped: Option<Limit>,
 }
@@ -45,6 +50,9 @@ impl RequestState {
                 exceeded: false,
             },
             cpu_ticks_left: u64::try_from(cpu_ticks).unwrap_or(u64::MAX),
+            tick_ns: u64::try_from(tick_ns).unwrap_or(u64::MAX),
+            host_ns: 0,
+            key_bytes: 0,
             tripped: None,
         }
     }
@@ -79,6 +87,31 @@ impl RequestState {
         }
         state.cpu_ticks_left -= 1;
         Ok(UpdateDeadline::Yield(1))
+    }
+}
+
+impl RequestState {
+    /// Charges CPU work the host did for the guest (crypto) to the guest's CPU time, which
+    /// otherwise counts only guest code: a guest cannot get unmetered CPU by calling the
+    /// host. Traps with the CPU-time limit when the budget is spent.
+    pub(crate) fn charge_host_work(
+        &mut self,
+        elapsed: std::time::Duration,
+    ) -> wasmtime::Result<()> {
+        self.host_ns = self
+            .host_ns
+            .saturating_add(u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX));
+        let ticks = self.host_ns / self.tick_ns.max(1);
+        self.host_ns %= self.tick_ns.max(1);
+        if ticks >= self.cpu_ticks_left && ticks > 0 {
+            self.cpu_ticks_left = 0;
+            self.tripped = Some(Limit::CpuTime);
+            return Err(wasmtime::Error::msg(
+                "the CPU-time limit was spent in host calls",
+            ));
+        }
+        self.cpu_ticks_left -= ticks;
+        Ok(())
     }
 }
 

@@ -115,19 +115,49 @@ pub(crate) struct CryptoCtx {
 
 type Result<T> = wasmtime::Result<std::result::Result<T, CryptoError>>;
 
+/// Key material one request may hold through crypto handles at once: bounds the host memory
+/// a guest can pin by importing keys in a loop.
+const KEY_BUDGET: usize = 1 << 20;
+
 impl RequestState {
-    fn key(&self, key: &Resource<KeyHandle>) -> wasmtime::Result<&KeyHandle> {
-        Ok(self.table_ref().get(key)?)
+    /// Runs `op` on a key, charging the time it takes to the guest's CPU time.
+    fn with_key<T>(
+        &mut self,
+        key: &Resource<KeyHandle>,
+        op: impl FnOnce(&KeyHandle) -> T,
+    ) -> wasmtime::Result<T> {
+        let started = std::time::Instant::now();
+        let out = op(self.table_ref().get(key)?);
+        self.charge_host_work(started.elapsed())?;
+        Ok(out)
+    }
+
+    /// Runs `op`, charging the time it takes to the guest's CPU time.
+    fn timed<T>(&mut self, op: impl FnOnce() -> T) -> wasmtime::Result<T> {
+        let started = std::time::Instant::now();
+        let out = op();
+        self.charge_host_work(started.elapsed())?;
+        Ok(out)
     }
 
     fn new_key(
         &mut self,
         key: std::result::Result<KeyHandle, CryptoError>,
     ) -> Result<Resource<KeyHandle>> {
-        Ok(match key {
-            Ok(key) => Ok(self.table_mut().push(key)?),
-            Err(e) => Err(e),
-        })
+        let key = match key {
+            Ok(key) => key,
+            Err(e) => return Ok(Err(e)),
+        };
+        let cost = key.cost();
+        if self.key_bytes + cost > KEY_BUDGET {
+            return Ok(Err(CryptoError::NotPermitted(format!(
+                "this request already holds {} KiB of keys (at most {} KiB); drop some first",
+                self.key_bytes >> 10,
+                KEY_BUDGET >> 10
+            ))));
+        }
+        self.key_bytes += cost;
+        Ok(Ok(self.table_mut().push(key)?))
     }
 }
 
@@ -140,7 +170,8 @@ impl HostKey for RequestState {
         private: bool,
         extractable: bool,
     ) -> Result<Resource<KeyHandle>> {
-        let key = KeyHandle::import(algorithm, format, &data, private, extractable);
+        let key =
+            self.timed(|| KeyHandle::import(algorithm, format, &data, private, extractable))?;
         self.new_key(key)
     }
 
@@ -149,7 +180,8 @@ impl HostKey for RequestState {
         algorithm: Algorithm,
         extractable: bool,
     ) -> Result<Resource<KeyHandle>> {
-        self.new_key(KeyHandle::generate(algorithm, extractable))
+        let key = self.timed(|| KeyHandle::generate(algorithm, extractable))?;
+        self.new_key(key)
     }
 
     async fn open(&mut self, name: String) -> Result<Resource<KeyHandle>> {
@@ -168,19 +200,19 @@ impl HostKey for RequestState {
     }
 
     async fn algorithm(&mut self, key: Resource<KeyHandle>) -> wasmtime::Result<Algorithm> {
-        Ok(self.key(&key)?.algorithm)
+        self.with_key(&key, |k| k.algorithm)
     }
 
     async fn is_private(&mut self, key: Resource<KeyHandle>) -> wasmtime::Result<bool> {
-        Ok(self.key(&key)?.is_private())
+        self.with_key(&key, KeyHandle::is_private)
     }
 
     async fn export(&mut self, key: Resource<KeyHandle>, format: KeyFormat) -> Result<Vec<u8>> {
-        Ok(self.key(&key)?.export(format))
+        self.with_key(&key, |k| k.export(format))
     }
 
     async fn public_key(&mut self, key: Resource<KeyHandle>, format: KeyFormat) -> Result<Vec<u8>> {
-        Ok(self.key(&key)?.public_key(format))
+        self.with_key(&key, |k| k.public_key(format))
     }
 
     async fn sign(
@@ -189,7 +221,7 @@ impl HostKey for RequestState {
         data: Vec<u8>,
         encoding: SignatureEncoding,
     ) -> Result<Vec<u8>> {
-        Ok(self.key(&key)?.sign(&data, encoding))
+        self.with_key(&key, |k| k.sign(&data, encoding))
     }
 
     async fn verify(
@@ -199,7 +231,7 @@ impl HostKey for RequestState {
         signature: Vec<u8>,
         encoding: SignatureEncoding,
     ) -> Result<bool> {
-        Ok(self.key(&key)?.verify(&data, &signature, encoding))
+        self.with_key(&key, |k| k.verify(&data, &signature, encoding))
     }
 
     async fn seal(
@@ -209,7 +241,7 @@ impl HostKey for RequestState {
         aad: Vec<u8>,
         plaintext: Vec<u8>,
     ) -> Result<Vec<u8>> {
-        Ok(self.key(&key)?.seal(&nonce, &aad, &plaintext))
+        self.with_key(&key, |k| k.seal(&nonce, &aad, &plaintext))
     }
 
     async fn unseal(
@@ -219,11 +251,12 @@ impl HostKey for RequestState {
         aad: Vec<u8>,
         ciphertext: Vec<u8>,
     ) -> Result<Vec<u8>> {
-        Ok(self.key(&key)?.unseal(&nonce, &aad, &ciphertext))
+        self.with_key(&key, |k| k.unseal(&nonce, &aad, &ciphertext))
     }
 
     async fn drop(&mut self, key: Resource<KeyHandle>) -> wasmtime::Result<()> {
-        self.table_mut().delete(key)?;
+        let key = self.table_mut().delete(key)?;
+        self.key_bytes = self.key_bytes.saturating_sub(key.cost());
         Ok(())
     }
 }
@@ -237,7 +270,7 @@ impl Host for RequestState {
             Hash::Sha384 => &digest::SHA384,
             Hash::Sha512 => &digest::SHA512,
         };
-        Ok(digest::digest(alg, &data).as_ref().to_vec())
+        self.timed(|| digest::digest(alg, &data).as_ref().to_vec())
     }
 
     async fn hkdf(
@@ -284,6 +317,6 @@ impl Host for RequestState {
     }
 
     async fn constant_time_equal(&mut self, a: Vec<u8>, b: Vec<u8>) -> wasmtime::Result<bool> {
-        Ok(aws_lc_rs::constant_time::verify_slices_are_equal(&a, &b).is_ok())
+        self.timed(|| aws_lc_rs::constant_time::verify_slices_are_equal(&a, &b).is_ok())
     }
 }

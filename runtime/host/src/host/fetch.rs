@@ -68,8 +68,8 @@ pub struct SendOptions {
 pub enum FetchError {
     /// The target resolved to an address the deployment may not reach.
     #[error(
-        "destination-IP-prohibited: {host} resolves to {addr}, a {range} address; only an \
-         origin allowed exactly (no wildcard) may reach it"
+        "destination-IP-prohibited: {}; only an origin allowed exactly (no wildcard) may reach it",
+        prohibited(host, range)
     )]
     Prohibited {
         /// The host asked for.
@@ -132,6 +132,17 @@ impl FetchError {
     }
 }
 
+/// `10.0.0.1 is a private (RFC 1918) address`, or for a name `db.test resolves to a private
+/// (RFC 1918) address` — the address a name resolves to is not told to the guest (it would
+/// map internal DNS); the host logs it at debug level.
+fn prohibited(host: &str, range: &str) -> String {
+    if host.parse::<IpAddr>().is_ok() {
+        format!("{host} is a {range} address")
+    } else {
+        format!("{host} resolves to a {range} address")
+    }
+}
+
 fn refuse(message: String) -> wasmtime_wasi_http::Error {
     wasmtime_wasi_http::Error::InternalError(Some(message))
 }
@@ -149,9 +160,16 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for name in named {
         headers.remove(name);
     }
+    // `TE: trailers` is end-to-end in practice (gRPC needs it); any other TE is not.
+    if headers
+        .get_all(header::TE)
+        .iter()
+        .any(|v| !v.as_bytes().eq_ignore_ascii_case(b"trailers"))
+    {
+        headers.remove(header::TE);
+    }
     for name in [
         header::CONNECTION,
-        header::TE,
         header::TRAILER,
         header::TRANSFER_ENCODING,
         header::UPGRADE,
@@ -205,6 +223,12 @@ impl OutboundHooks {
             )));
         }
         let uri = request.uri();
+        if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+            return Err(refuse(
+                "HTTP-request-denied: a subrequest URI may not carry user information (user@host)"
+                    .to_owned(),
+            ));
+        }
         let https = uri.scheme() == Some(&http::uri::Scheme::HTTPS);
         let host = uri
             .host()
@@ -285,6 +309,7 @@ impl WasiHttpHooks for OutboundHooks {
         options: Option<RequestOptions>,
         _fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
     ) -> SendFuture {
+        let head = request.method() == http::Method::HEAD;
         let (request, send, origin) = match self.admit(request, options) {
             Ok(admitted) => admitted,
             Err(e) => return Box::new(async move { Err(e) }),
@@ -322,7 +347,11 @@ impl WasiHttpHooks for OutboundHooks {
                 .and_then(|v| v.parse::<u64>().ok());
             let what = "the response body";
             let from = format!("from {origin}");
-            if declared.is_some_and(|n| n > outbound) {
+            let bodiless = head
+                || parts.status.is_informational()
+                || parts.status == http::StatusCode::NO_CONTENT
+                || parts.status == http::StatusCode::NOT_MODIFIED;
+            if !bodiless && declared.is_some_and(|n| n > outbound) {
                 let what = format!("{what} {from}");
                 return Err(refuse(body::too_large(
                     Limit::OutboundBody,

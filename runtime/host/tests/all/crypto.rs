@@ -172,6 +172,12 @@ async fn bad_keys_and_inputs_are_named_errors_not_traps() {
         .unwrap();
     let sig = hex(sig.as_ref());
     let truncated = &sig[..sig.len() - 4];
+    let rsa = {
+        use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der};
+        let pair = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
+        let der: Pkcs8V1Der<'static> = pair.as_der().unwrap();
+        hex(der.as_ref())
+    };
     let scalar: EcPrivateKeyBin<'_> = pair.private_key().as_be_bytes().unwrap();
     let b64 = |b: &[u8]| {
         use base64::Engine;
@@ -297,8 +303,14 @@ async fn bad_keys_and_inputs_are_named_errors_not_traps() {
             ),
             "error bad key: not a ecdsa-p256-sha256 private key",
         ),
+        // RSA signing with an imported key (generating one costs more than the default 50 ms
+        // of CPU, which host crypto counts against).
         (
-            "op=generate-roundtrip&alg=rsa-pss-sha256".to_owned(),
+            format!("op=private-roundtrip&alg=rsa-pss-sha256&fmt=pkcs8&key={rsa}"),
+            "valid",
+        ),
+        (
+            format!("op=private-roundtrip&alg=rsa-pkcs1-sha256&fmt=pkcs8&key={rsa}"),
             "valid",
         ),
         (
@@ -320,4 +332,40 @@ async fn bad_keys_and_inputs_are_named_errors_not_traps() {
         answers[0],
         "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_crypto_work_counts_as_cpu_time_and_key_handles_are_bounded() {
+    let (host, _) = host().await;
+    // RSA key generation in the host is charged to the guest: the default 50 ms runs out.
+    let reply = host
+        .send(
+            Proto::H1,
+            http::Method::POST,
+            "/run",
+            full(Bytes::from("op=generate-many&alg=rsa-pss-sha256&n=1000")),
+        )
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 503, "{}", reply.text());
+    assert_eq!(
+        reply.text(),
+        "deployment 'b' failed: the handler exceeded its cpu-time limit of 50 ms\n"
+    );
+    // Keys held at once are bounded: 64 KiB secrets fill the 1 MiB budget.
+    let answers = run(
+        &host,
+        "/run",
+        &[
+            "op=import-many&alg=hmac-sha256&size=65536&n=100",
+            "op=import-many&alg=hmac-sha256&size=1024&n=10",
+        ],
+    )
+    .await;
+    assert!(
+        answers[0].starts_with("failed at 16: error not permitted: this request already holds"),
+        "{}",
+        answers[0]
+    );
+    assert_eq!(answers[1], "ok 10", "dropped keys give their budget back");
 }

@@ -188,6 +188,10 @@ async fn denied_origins_loopback_names_and_private_addresses_are_refused_by_name
             format!("http://[::1]:{port}/"),
             vec!["destination-IP-prohibited", "::1", "loopback"],
         ),
+        (
+            format!("http://user:secret@127.0.0.1:{port}/"),
+            vec!["HTTP-request-denied", "user information"],
+        ),
     ] {
         let reply = host
             .get(Proto::H1, &format!("/f/proxy?url={}", encode(&url)))
@@ -325,6 +329,17 @@ async fn an_oversized_upstream_body_trips_the_outbound_limit() {
         "{}",
         reply.text()
     );
+    // A HEAD answer declares the length but has no body: not refused.
+    let reply = host
+        .send(
+            Proto::H1,
+            http::Method::HEAD,
+            &format!("/f/proxy?url={url}"),
+            full(Bytes::new()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 200);
     // Undeclared: the read fails once past the limit.
     let url = encode(&upstream.url("http", "/stream?n=2097152"));
     let reply = host

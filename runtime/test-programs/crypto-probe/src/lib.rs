@@ -10,6 +10,8 @@
 //! - `named-sign`: name, msg → signature with a host key; `named-export`: name → must fail
 //! - `named-public`: name → SPKI of a host key
 //! - `generate-roundtrip`: alg → signs and verifies with a fresh key → valid
+//! - `generate-many`: alg, n → generates n keys; `import-many`: alg, size, n → imports and
+//!   keeps n secrets of `size` bytes → `ok N` or `failed at K: error ...`
 //! - `sign`: alg, fmt (pkcs8|raw|jwk), key, msg → signature
 //! - `private-roundtrip`: alg, fmt (pkcs8|raw|jwk), key → imports, signs, verifies through
 //!   the public half written as a JWK → valid
@@ -189,6 +191,31 @@ fn run(line: &Line<'_>) -> std::result::Result<String, String> {
             Key::import_private(line.alg()?, format, &line.bytes("key")?)
                 .and_then(|key| key.sign(&msg))
                 .map_or_else(failed, |sig| hex(&sig))
+        }
+        "generate-many" => {
+            let n: usize = line.get("n")?.parse().map_err(|_| "error probe: bad n")?;
+            for k in 1..=n {
+                if let Err(e) = Key::generate(line.alg()?) {
+                    return Ok(format!("failed at {k}: {}", failed(e)));
+                }
+            }
+            format!("ok {n}")
+        }
+        "import-many" => {
+            let n: usize = line.get("n")?.parse().map_err(|_| "error probe: bad n")?;
+            let size: usize = line
+                .get("size")?
+                .parse()
+                .map_err(|_| "error probe: bad size")?;
+            let secret = vec![7u8; size];
+            let mut kept = Vec::new();
+            for k in 1..=n {
+                match Key::import_secret(line.alg()?, &secret) {
+                    Ok(key) => kept.push(key),
+                    Err(e) => return Ok(format!("failed at {k}: {}", failed(e))),
+                }
+            }
+            format!("ok {}", kept.len())
         }
         "private-roundtrip" => {
             let format = match line.get("fmt")? {

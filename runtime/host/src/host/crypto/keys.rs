@@ -228,6 +228,16 @@ impl KeyHandle {
         })
     }
 
+    /// What the key counts against a request's key budget: its secret, or a flat size for
+    /// an asymmetric key (what aws-lc holds for it, roughly).
+    pub(crate) fn cost(&self) -> usize {
+        match &self.material {
+            Material::Secret(secret) => secret.len() + 64,
+            Material::Public(bytes) | Material::PublicSpki(bytes) => bytes.len() + 512,
+            _ => 4096,
+        }
+    }
+
     pub(crate) fn is_private(&self) -> bool {
         !matches!(self.material, Material::Public(_) | Material::PublicSpki(_))
     }

@@ -38,7 +38,7 @@ impl std::fmt::Debug for HyperFetch {
 }
 
 /// Clients kept for distinct (private allowed, connect timeout) pairs; past this, requests
-/// asking for an unusual connect timeout share a client with the timeout rounded up.
+/// asking for an unusual connect timeout share a client with a shorter one.
 const MAX_CLIENTS: usize = 32;
 
 impl HyperFetch {
@@ -67,9 +67,20 @@ impl HyperFetch {
 
     fn client(&self, options: &SendOptions) -> Client<Connector, FetchBody> {
         let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
-        let mut key = (options.allow_private, options.connect_timeout);
+        // 100 ms steps, rounded down (never longer than asked, at least one step).
+        let steps = (options.connect_timeout.as_millis() / 100).max(1);
+        let mut key = (
+            options.allow_private,
+            Duration::from_millis(u64::try_from(steps * 100).unwrap_or(u64::MAX)),
+        );
         if !clients.contains_key(&key) && clients.len() >= MAX_CLIENTS {
-            key.1 = Duration::from_secs(key.1.as_secs() + 1);
+            // Full: share the client with the longest timeout not above the one asked.
+            let fallback = clients
+                .keys()
+                .filter(|(private, timeout)| *private == key.0 && *timeout <= key.1)
+                .max_by_key(|(_, timeout)| *timeout)
+                .copied();
+            key = fallback.unwrap_or((key.0, Duration::from_millis(100)));
         }
         clients
             .entry(key)
@@ -187,6 +198,7 @@ impl Connector {
             // private address among public ones is refused (DNS rebinding).
             for addr in &addrs {
                 if let Some(range) = non_public(addr.ip()) {
+                    tracing::debug!(%host, addr = %addr.ip(), range, "subrequest refused");
                     return Err(FetchError::Prohibited {
                         host,
                         addr: addr.ip(),

@@ -224,9 +224,15 @@ fn non_public_v6(ip: Ipv6Addr) -> Option<&'static str> {
         _ if ip.is_loopback() => "loopback",
         _ if ip.is_unspecified() => "unspecified",
         [0x64, 0xff9b, 0, 0, 0, 0, hi, lo] => return non_public_v4(embedded(hi, lo)),
+        // Local-use NAT64 (RFC 8215): reaches whatever the local translator reaches.
+        [0x64, 0xff9b, 1, ..] => "local-use NAT64 (RFC 8215)",
+        // Teredo hides an IPv4 address (obfuscated): never treat it as public.
+        [0x2001, 0, ..] => "Teredo (RFC 4380)",
+        [0x100, 0, 0, 0, ..] => "discard-only (RFC 6666)",
         [0x2002, hi, lo, ..] => return non_public_v4(embedded(hi, lo)),
         [s, ..] if s & 0xfe00 == 0xfc00 => "unique local (RFC 4193)",
         [s, ..] if s & 0xffc0 == 0xfe80 => "link-local",
+        [s, ..] if s & 0xffc0 == 0xfec0 => "site-local (deprecated)",
         [s, ..] if s & 0xff00 == 0xff00 => "multicast",
         [0x2001, 0xdb8, ..] => "documentation",
         [0, 0, 0, 0, 0, 0, _, _] => "IPv4-compatible (deprecated)",
@@ -315,6 +321,10 @@ mod tests {
             ("::ffff:10.0.0.1", "private"),
             ("64:ff9b::a9fe:a9fe", "metadata"),
             ("2002:c0a8:0101::1", "private"),
+            ("64:ff9b:1::a00:1", "local-use NAT64"),
+            ("2001:0:4136:e378:8000:63bf:3fff:fdd2", "Teredo"),
+            ("fec0::1", "site-local"),
+            ("100::1", "discard"),
         ] {
             let got = non_public(ip.parse().unwrap());
             assert!(got.is_some_and(|k| k.contains(kind)), "{ip}: {got:?}");
