@@ -528,3 +528,51 @@ async fn traceparent_is_continued_on_subrequests() {
         .expect("a traceparent");
     assert_eq!(line.len(), 55, "{line}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_that_never_accepts_trips_the_connect_timeout() {
+    // A listener that never accepts, its accept queue filled: the kernel drops further SYNs,
+    // so a connection attempt hangs — on loopback, without any outside address.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(1).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut filled = Vec::new();
+    for _ in 0..8 {
+        match tokio::time::timeout(
+            Duration::from_millis(200),
+            tokio::net::TcpStream::connect(addr),
+        )
+        .await
+        {
+            Ok(Ok(stream)) => filled.push(stream),
+            _ => break,
+        }
+    }
+    let limits = Limits::default().connect_timeout(Duration::from_millis(300));
+    let origin = format!("http://127.0.0.1:{}", addr.port());
+    let host = host_with(
+        Runtime::builder().build().unwrap(),
+        &[origin.clone()],
+        limits,
+    )
+    .await;
+    let started = Instant::now();
+    let path = format!("/f/proxy?url={}", encode(&format!("{origin}/x")));
+    let (reply, ()) = tokio::join!(host.get(Proto::H1, &path), others_are_served(&host));
+    let reply = reply.unwrap();
+    assert_eq!(reply.status, 502, "{}", reply.text());
+    assert_eq!(
+        reply.text(),
+        format!(
+            "connect-timeout: no connection to 127.0.0.1:{} within 300 ms\n",
+            addr.port()
+        )
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    drop((listener, filled));
+}
