@@ -39,9 +39,23 @@ pub(crate) struct DevArgs {
     /// Guest linear memory, in MiB.
     #[arg(long, default_value_t = 128)]
     memory_mib: u64,
+    /// Any limit as KEY=VALUE (repeatable), e.g. `subrequests=10`, `request_body_mib=8`.
+    #[arg(long = "limit", value_name = "KEY=VALUE")]
+    limits: Vec<String>,
+    /// An origin the handler may fetch from, e.g. 'http://127.0.0.1:9000' (repeatable;
+    /// default none).
+    #[arg(long = "allow", value_name = "ORIGIN")]
+    allow: Vec<String>,
     /// Do not watch the sources for changes.
     #[arg(long)]
     no_watch: bool,
+}
+
+/// What every version served by `virga dev` is deployed with.
+#[derive(Clone, Debug)]
+struct Settings {
+    limits: Limits,
+    allow: Vec<virga::AllowedOrigin>,
 }
 
 pub(crate) async fn run(args: DevArgs) -> Result<()> {
@@ -50,12 +64,27 @@ pub(crate) async fn run(args: DevArgs) -> Result<()> {
         .guest_output(GuestOutput::Inherit)
         .build()
         .context("starting the runtime")?;
-    let limits = Limits::default()
+    let mut limits = Limits::default()
         .cpu_time(Duration::from_millis(args.cpu_ms))
         .wall_time(Duration::from_millis(args.wall_ms))
         .memory(args.memory_mib << 20);
+    for limit in &args.limits {
+        let (key, value) = limit
+            .split_once('=')
+            .with_context(|| format!("--limit takes KEY=VALUE, not '{limit}'"))?;
+        let value = value
+            .parse()
+            .map_err(|_| anyhow::anyhow!("--limit {key}: '{value}' is not a whole number"))?;
+        limits.set(key, value).map_err(anyhow::Error::msg)?;
+    }
+    let allow = args
+        .allow
+        .iter()
+        .map(|origin| origin.parse())
+        .collect::<Result<Vec<virga::AllowedOrigin>, _>>()?;
+    let settings = Settings { limits, allow };
     let name = source.name();
-    deploy(&runtime, &source, &name, &limits)
+    deploy(&runtime, &source, &name, &settings)
         .with_context(|| format!("loading {}", args.path.display()))?;
 
     let mut builder = Server::builder(runtime.clone()).http(args.http);
@@ -76,26 +105,26 @@ pub(crate) async fn run(args: DevArgs) -> Result<()> {
         );
     }
     if !args.no_watch {
-        tokio::spawn(watch(runtime.clone(), source, name, limits));
+        tokio::spawn(watch(runtime.clone(), source, name, settings));
     }
     server.run(shutdown_signal()).await;
     println!("stopped");
     Ok(())
 }
 
-fn deploy(runtime: &Runtime, source: &GuestSource, name: &str, limits: &Limits) -> Result<u64> {
+fn deploy(runtime: &Runtime, source: &GuestSource, name: &str, settings: &Settings) -> Result<u64> {
     let bytes = source.load()?;
     let component = runtime.compile(&bytes)?;
-    let info = runtime.deploy(
-        DeploymentConfig::new(name, component)
-            .route(RoutePattern::any())
-            .limits(limits.clone()),
-    )?;
+    let mut config = DeploymentConfig::new(name, component)
+        .route(RoutePattern::any())
+        .limits(settings.limits.clone());
+    config.allow = settings.allow.clone();
+    let info = runtime.deploy(config)?;
     Ok(info.version)
 }
 
 /// Polls the sources once a second; on a change, rebuilds and swaps the new version in.
-async fn watch(runtime: Runtime, source: GuestSource, name: String, limits: Limits) {
+async fn watch(runtime: Runtime, source: GuestSource, name: String, settings: Settings) {
     let mut seen = source.newest_change();
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -104,14 +133,14 @@ async fn watch(runtime: Runtime, source: GuestSource, name: String, limits: Limi
             continue;
         }
         seen = now;
-        let (runtime, source, name, limits) = (
+        let (runtime, source, name, settings) = (
             runtime.clone(),
             source.clone(),
             name.clone(),
-            limits.clone(),
+            settings.clone(),
         );
         let result =
-            tokio::task::spawn_blocking(move || deploy(&runtime, &source, &name, &limits)).await;
+            tokio::task::spawn_blocking(move || deploy(&runtime, &source, &name, &settings)).await;
         match result {
             Ok(Ok(version)) => println!("reloaded: version {version} is live"),
             Ok(Err(e)) => eprintln!("reload failed, still serving the previous version: {e:#}"),

@@ -71,6 +71,10 @@ impl Drop for Running {
 
 /// Starts `virga dev` on free ports and returns the child and the plaintext URL it printed.
 fn start_dev(path: &std::path::Path) -> (Running, String) {
+    start_dev_with(path, &[])
+}
+
+fn start_dev_with(path: &std::path::Path, extra: &[&str]) -> (Running, String) {
     let state = tempdir("state");
     let mut child = virga()
         .args([
@@ -83,6 +87,7 @@ fn start_dev(path: &std::path::Path) -> (Running, String) {
             "--state-dir",
         ])
         .arg(&state)
+        .args(extra)
         .arg(path)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -140,6 +145,51 @@ fn dev_serves_a_component_on_every_route_and_stops_on_sigterm() {
     );
     let status = running.0.wait().unwrap();
     assert!(status.success(), "{status}");
+}
+
+#[test]
+fn dev_lets_a_handler_fetch_from_allowed_origins_only() {
+    use virga_test_artifacts::{FETCHER, HELLO};
+    // One `virga dev` serves hello; another serves the fetcher, allowed to reach the first.
+    let (_upstream, upstream) = start_dev(std::path::Path::new(HELLO));
+    let origin = upstream.trim_end_matches('/').to_owned();
+    let encoded = |url: &str| url.replace(':', "%3A").replace('/', "%2F");
+    let (_fetcher, url) = start_dev_with(
+        std::path::Path::new(FETCHER),
+        &["--allow", &origin, "--limit", "subrequests=1"],
+    );
+    let response = get(
+        &url,
+        &format!("/proxy?url={}", encoded(&format!("{origin}/via"))),
+    );
+    assert!(
+        response.contains("hello from virga\nGET /via\n"),
+        "{response}"
+    );
+    let response = get(
+        &url,
+        &format!("/count?n=2&url={}", encoded(&format!("{origin}/x"))),
+    );
+    assert!(response.contains("failed at 2: subrequests"), "{response}");
+    // Without --allow, the same fetch is refused by name.
+    let (_closed, url) = start_dev(std::path::Path::new(FETCHER));
+    let response = get(
+        &url,
+        &format!("/proxy?url={}", encoded(&format!("{origin}/x"))),
+    );
+    assert!(response.starts_with("HTTP/1.1 502"), "{response}");
+    assert!(response.contains("HTTP-request-denied"), "{response}");
+    // A bad flag stops the start with the reason.
+    let out = virga()
+        .args(["dev", "--no-watch", "--allow", "ftp://x", FETCHER])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("invalid origin 'ftp://x'"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
