@@ -553,7 +553,7 @@ async fn an_upstream_that_never_accepts_trips_the_connect_timeout() {
     let origin = format!("http://127.0.0.1:{}", addr.port());
     let host = host_with(
         Runtime::builder().build().unwrap(),
-        &[origin.clone()],
+        std::slice::from_ref(&origin),
         limits,
     )
     .await;
