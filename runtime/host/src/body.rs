@@ -25,6 +25,32 @@ pub fn full(bytes: impl Into<Bytes>) -> Body {
         .boxed_unsync()
 }
 
+/// The body length a message declares with `Content-Length`, if any.
+pub(crate) fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+}
+
+/// The body length a response declares, if a body follows at all: an answer to HEAD, and
+/// 1xx, 204 and 304 answers have none whatever their `Content-Length` says (RFC 9110 §6.4.1).
+pub(crate) fn declared_response_length(
+    headers: &http::HeaderMap,
+    status: http::StatusCode,
+    to_head: bool,
+) -> Option<u64> {
+    let bodiless = to_head
+        || status.is_informational()
+        || status == http::StatusCode::NO_CONTENT
+        || status == http::StatusCode::NOT_MODIFIED;
+    if bodiless {
+        None
+    } else {
+        declared_length(headers)
+    }
+}
+
 /// A guest's response body. While the body is being read, the guest task runs on; if the
 /// reader drops the body before its end (the client went away), the guest is cancelled. Once
 /// the body has ended, the guest may finish its remaining work until its wall-clock limit.

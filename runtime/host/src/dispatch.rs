@@ -11,7 +11,7 @@ use wasmtime_wasi::WasiCtx;
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 
-use crate::body::{Body, GuestBody};
+use crate::body::{Body, GuestBody, declared_length, declared_response_length};
 use crate::deployment::{Deployment, SharedDeployment};
 use crate::error::{Error, GuestFailure};
 use crate::host::crypto::CryptoCtx;
@@ -110,12 +110,7 @@ where
     };
     // A declared body over the limit is refused before any guest runs (an undeclared one
     // fails when the guest reads past the limit).
-    let declared = request
-        .headers()
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > limits.request_body) {
+    if declared_length(request.headers()).is_some_and(|len| len > limits.request_body) {
         return Err(limit_failure(Limit::RequestBody));
     }
     let slot = match deployment.slots.clone().try_acquire_owned() {
@@ -249,17 +244,8 @@ where
     match answer {
         Ok(Ok(response)) => {
             let max = deployment.limits.response_body;
-            let declared = response
-                .headers()
-                .get(http::header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<u64>().ok());
-            let status = response.status();
-            let bodiless = head
-                || status.is_informational()
-                || status == http::StatusCode::NO_CONTENT
-                || status == http::StatusCode::NOT_MODIFIED;
-            if !bodiless && declared.is_some_and(|len| len > max) {
+            let declared = declared_response_length(response.headers(), response.status(), head);
+            if declared.is_some_and(|len| len > max) {
                 if let Some(task) = task {
                     task.abort();
                 }

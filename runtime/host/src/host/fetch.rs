@@ -27,6 +27,7 @@ pub use policy::{AllowedOrigin, InvalidOrigin};
 
 use self::body::Guarded;
 use self::policy::{OriginMatch, non_public};
+use crate::body::declared_response_length;
 use crate::deployment::SharedDeployment;
 use crate::limits::Limit;
 use crate::trace::TraceContext;
@@ -340,18 +341,10 @@ impl WasiHttpHooks for OutboundHooks {
                 .map_err(FetchError::into_guest)?;
             let (mut parts, body) = response.into_parts();
             strip_hop_by_hop(&mut parts.headers);
-            let declared = parts
-                .headers
-                .get(header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<u64>().ok());
+            let declared = declared_response_length(&parts.headers, parts.status, head);
             let what = "the response body";
             let from = format!("from {origin}");
-            let bodiless = head
-                || parts.status.is_informational()
-                || parts.status == http::StatusCode::NO_CONTENT
-                || parts.status == http::StatusCode::NOT_MODIFIED;
-            if !bodiless && declared.is_some_and(|n| n > outbound) {
+            if declared.is_some_and(|n| n > outbound) {
                 let what = format!("{what} {from}");
                 return Err(refuse(body::too_large(
                     Limit::OutboundBody,
