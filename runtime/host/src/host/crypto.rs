@@ -3,6 +3,7 @@
 //! deployment: a guest opens its own deployment's keys by name, uses them, and can never read
 //! them.
 
+mod der;
 mod jwk;
 mod keys;
 

@@ -8,6 +8,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value};
 
+use super::der;
 use super::keys::{Material, bad_key, name};
 use crate::bindings::virga::edge::crypto::{Algorithm, CryptoError};
 
@@ -109,14 +110,14 @@ pub(super) fn import(
         (A::RsaPssSha256 | A::RsaPssSha384 | A::RsaPkcs1Sha256, "RSA", _) => {
             let (n, e) = (field(&jwk, "n")?, field(&jwk, "e")?);
             if !private {
-                return Ok(Material::Public(der_sequence(&[&n, &e]).into()));
+                return Ok(Material::Public(der::write_sequence(&[&n, &e]).into()));
             }
             let mut parts = vec![vec![0u8], n, e];
             for key in ["d", "p", "q", "dp", "dq", "qi"] {
                 parts.push(field(&jwk, key)?);
             }
             let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
-            let pair = RsaKeyPair::from_der(&der_sequence(&refs))
+            let pair = RsaKeyPair::from_der(&der::write_sequence(&refs))
                 .map_err(|e| bad_key(format!("the JWK's RSA key is unusable: {e}")))?;
             Ok(Material::Rsa(Arc::new(pair)))
         }
@@ -163,70 +164,10 @@ pub(super) fn public(algorithm: Algorithm, raw_public: &[u8]) -> Result<Vec<u8>,
     Ok(Value::Object(jwk).to_string().into_bytes())
 }
 
-/// DER `SEQUENCE` of unsigned `INTEGER`s (big-endian magnitudes).
-fn der_sequence(integers: &[&[u8]]) -> Vec<u8> {
-    let mut body = Vec::new();
-    for magnitude in integers {
-        let trimmed = magnitude
-            .iter()
-            .position(|&b| b != 0)
-            .map_or(&[0u8][..], |i| &magnitude[i..]);
-        let mut content = Vec::with_capacity(trimmed.len() + 1);
-        if trimmed[0] & 0x80 != 0 {
-            content.push(0);
-        }
-        content.extend_from_slice(trimmed);
-        body.push(0x02);
-        der_length(&mut body, content.len());
-        body.extend(content);
-    }
-    let mut out = vec![0x30];
-    der_length(&mut out, body.len());
-    out.extend(body);
-    out
-}
-
-fn der_length(out: &mut Vec<u8>, len: usize) {
-    if len < 0x80 {
-        out.push(len as u8);
-    } else {
-        let bytes = len.to_be_bytes();
-        let skip = bytes.iter().take_while(|&&b| b == 0).count();
-        out.push(0x80 | (bytes.len() - skip) as u8);
-        out.extend_from_slice(&bytes[skip..]);
-    }
-}
-
 /// `n` and `e` of a PKCS#1 `RSAPublicKey`, without sign padding.
 fn rsa_public_parts(der: &[u8]) -> Option<(&[u8], &[u8])> {
-    let (&0x30, rest) = der.split_first()? else {
-        return None;
-    };
-    let (_, rest) = read_length(rest)?;
-    let (n, rest) = read_integer(rest)?;
-    let (e, _) = read_integer(rest)?;
+    let body = der::read_sequence(der)?;
+    let (n, rest) = der::read_integer(body)?;
+    let (e, _) = der::read_integer(rest)?;
     Some((n, e))
-}
-
-fn read_length(input: &[u8]) -> Option<(usize, &[u8])> {
-    let (&first, rest) = input.split_first()?;
-    if first < 0x80 {
-        return Some((usize::from(first), rest));
-    }
-    let count = usize::from(first & 0x7f);
-    let bytes = rest.get(..count)?;
-    let len = bytes
-        .iter()
-        .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
-    Some((len, &rest[count..]))
-}
-
-fn read_integer(input: &[u8]) -> Option<(&[u8], &[u8])> {
-    let (&0x02, rest) = input.split_first()? else {
-        return None;
-    };
-    let (len, rest) = read_length(rest)?;
-    let value = rest.get(..len)?;
-    let value = value.strip_prefix(&[0]).unwrap_or(value);
-    Some((value, &rest[len..]))
 }

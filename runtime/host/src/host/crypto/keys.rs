@@ -435,38 +435,16 @@ impl KeyHandle {
 
 /// DER `SEQUENCE { INTEGER r, INTEGER s }` to `r || s`, each left-padded to `width` bytes.
 fn der_to_p1363(der: &[u8], width: usize) -> Option<Vec<u8>> {
-    let (&0x30, rest) = der.split_first()? else {
-        return None;
-    };
-    let (len, rest) = der_length(rest)?;
-    let body = rest.get(..len)?;
-    let (r, body) = der_integer(body)?;
-    let (s, _) = der_integer(body)?;
+    let body = super::der::read_sequence(der)?;
+    let (r, body) = super::der::read_integer(body)?;
+    let (s, _) = super::der::read_integer(body)?;
     let mut out = vec![0u8; width * 2];
     let (first, second) = out.split_at_mut(width);
     for (value, slot) in [(r, first), (s, second)] {
-        let value = value.strip_prefix(&[0]).unwrap_or(value);
         if value.len() > width {
             return None;
         }
         slot[width - value.len()..].copy_from_slice(value);
     }
     Some(out)
-}
-
-fn der_length(input: &[u8]) -> Option<(usize, &[u8])> {
-    let (&first, rest) = input.split_first()?;
-    match first {
-        n if n < 0x80 => Some((usize::from(n), rest)),
-        0x81 => Some((usize::from(*rest.first()?), &rest[1..])),
-        _ => None,
-    }
-}
-
-fn der_integer(input: &[u8]) -> Option<(&[u8], &[u8])> {
-    let (&0x02, rest) = input.split_first()? else {
-        return None;
-    };
-    let (len, rest) = der_length(rest)?;
-    Some((rest.get(..len)?, rest.get(len..)?))
 }
