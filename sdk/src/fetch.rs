@@ -4,10 +4,11 @@ use std::fmt;
 
 use wasip2::http::outgoing_handler;
 use wasip2::http::types::{
-    ErrorCode, Fields, IncomingResponse, Method, OutgoingBody, OutgoingRequest, Scheme,
+    ErrorCode, IncomingResponse, Method, OutgoingBody, OutgoingRequest, Scheme,
 };
 
 use crate::body::{IncomingBody, write_body};
+use crate::headers::{append_fields, to_fields};
 use crate::{Body, reactor};
 
 /// Why a subrequest failed: the host's `wasi:http` error code. Virga's refusals (an origin
@@ -55,13 +56,8 @@ pub async fn fetch(
     request: http::Request<Body>,
 ) -> Result<http::Response<IncomingBody>, FetchError> {
     let (parts, body) = request.into_parts();
-    let entries: Vec<(String, Vec<u8>)> = parts
-        .headers
-        .iter()
-        .map(|(name, value)| (name.as_str().to_owned(), value.as_bytes().to_vec()))
-        .collect();
     let headers =
-        Fields::from_list(&entries).map_err(|e| failed(format!("a header was refused: {e:?}")))?;
+        to_fields(&parts.headers).map_err(|e| failed(format!("a header was refused: {e:?}")))?;
     let outgoing = OutgoingRequest::new(headers);
     let method = match parts.method.as_str() {
         "GET" => Method::Get,
@@ -127,14 +123,7 @@ async fn send_body(outgoing: OutgoingBody, body: Body) {
 fn convert_response(response: IncomingResponse) -> http::Response<IncomingBody> {
     let mut builder = http::Response::builder().status(response.status());
     if let Some(headers) = builder.headers_mut() {
-        for (name, value) in response.headers().entries() {
-            if let (Ok(name), Ok(value)) = (
-                http::HeaderName::from_bytes(name.as_bytes()),
-                http::HeaderValue::from_bytes(&value),
-            ) {
-                headers.append(name, value);
-            }
-        }
+        append_fields(headers, response.headers());
     }
     builder
         .body(IncomingBody::from_response(response))

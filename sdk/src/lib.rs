@@ -25,6 +25,7 @@ mod body;
 pub mod crypto;
 mod error;
 mod fetch;
+mod headers;
 mod reactor;
 mod run;
 

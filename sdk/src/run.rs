@@ -7,6 +7,7 @@ use wasip2::http::types::{
 };
 
 use crate::body::{BodyKind, IncomingBody, write_body};
+use crate::headers::{append_fields, to_fields};
 use crate::{Body, Env, Error, Request, Response, reactor};
 
 /// What a handler may return: a response, or a result whose error converts into [`Error`].
@@ -81,13 +82,7 @@ fn convert_request(request: IncomingRequest) -> Result<Request, Error> {
     .map_err(|e| Error::new(http::StatusCode::BAD_REQUEST, format!("invalid URI: {e}")))?;
     let mut builder = http::Request::builder().method(method).uri(uri);
     if let Some(headers) = builder.headers_mut() {
-        for (name, value) in request.headers().entries() {
-            let name = http::HeaderName::from_bytes(name.as_bytes());
-            let value = http::HeaderValue::from_bytes(&value);
-            if let (Ok(name), Ok(value)) = (name, value) {
-                headers.append(name, value);
-            }
-        }
+        append_fields(headers, request.headers());
     }
     let body = IncomingBody::new(request);
     builder
@@ -113,12 +108,7 @@ async fn send(response: Response, out: ResponseOutparam) {
             .entry(http::header::CONTENT_LENGTH)
             .or_insert_with(|| http::HeaderValue::from(len));
     }
-    let entries: Vec<(String, Vec<u8>)> = parts
-        .headers
-        .iter()
-        .map(|(name, value)| (name.as_str().to_owned(), value.as_bytes().to_vec()))
-        .collect();
-    let headers = match Fields::from_list(&entries) {
+    let headers = match to_fields(&parts.headers) {
         Ok(headers) => headers,
         Err(e) => {
             let message = format!("the handler set a header the host refuses: {e:?}\n");
