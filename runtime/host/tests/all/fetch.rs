@@ -45,6 +45,12 @@ async fn host_with(runtime: Runtime, origins: &[String], limits: Limits) -> Arc<
     Arc::new(builder.guest("hello", HELLO, "*/*").start().await)
 }
 
+/// The fetcher allowed to reach the plaintext `upstream` (exactly), with `limits`.
+async fn plain_host(upstream: &Upstream, limits: Limits) -> Arc<TestHost> {
+    let runtime = Runtime::builder().build().unwrap();
+    host_with(runtime, &[upstream.url("http", "")], limits).await
+}
+
 /// Hello, another deployment, answers while something else trips a limit.
 async fn others_are_served(host: &TestHost) {
     let reply = host.get(Proto::H1, "/still-there").await.unwrap();
@@ -122,12 +128,7 @@ async fn allowed_fetches_stream_bodies_over_http1_and_http2() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_subrequests_from_one_handler_are_in_flight_together() {
     let upstream = Upstream::plain().await;
-    let host = host_with(
-        Runtime::builder().build().unwrap(),
-        &[upstream.url("http", "")],
-        Limits::default(),
-    )
-    .await;
+    let host = plain_host(&upstream, Limits::default()).await;
     let url = encode(&upstream.url("http", "/slow?ms=400"));
     let reply = host
         .get(Proto::H1, &format!("/f/concurrent?url={url}&n=3"))
@@ -229,12 +230,7 @@ async fn denied_origins_loopback_names_and_private_addresses_are_refused_by_name
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_51st_subrequest_fails_naming_the_limit() {
     let upstream = Upstream::plain().await;
-    let host = host_with(
-        Runtime::builder().build().unwrap(),
-        &[upstream.url("http", "")],
-        Limits::default(),
-    )
-    .await;
+    let host = plain_host(&upstream, Limits::default()).await;
     let url = encode(&upstream.url("http", "/bytes?n=10"));
     let reply = host
         .get(Proto::H1, &format!("/f/count?url={url}&n=50"))
@@ -260,12 +256,7 @@ async fn upstream_timeouts_trip_while_others_are_served() {
     let limits = Limits::default()
         .first_byte_timeout(Duration::from_millis(300))
         .between_bytes_timeout(Duration::from_millis(300));
-    let host = host_with(
-        Runtime::builder().build().unwrap(),
-        &[upstream.url("http", "")],
-        limits,
-    )
-    .await;
+    let host = plain_host(&upstream, limits).await;
 
     let hang = encode(&upstream.url("http", "/hang"));
     let started = Instant::now();
@@ -308,12 +299,7 @@ async fn upstream_timeouts_trip_while_others_are_served() {
 async fn an_oversized_upstream_body_trips_the_outbound_limit() {
     let upstream = Upstream::plain().await;
     let limits = Limits::default().outbound_body(1 << 20);
-    let host = host_with(
-        Runtime::builder().build().unwrap(),
-        &[upstream.url("http", "")],
-        limits,
-    )
-    .await;
+    let host = plain_host(&upstream, limits).await;
     // Declared too large: refused at the head.
     let url = encode(&upstream.url("http", "/bytes?n=2097152"));
     let reply = host
@@ -443,12 +429,7 @@ async fn excess_concurrent_requests_wait_then_get_503_while_others_are_served() 
     let limits = Limits::default()
         .concurrency(2)
         .queue_time(Duration::from_millis(200));
-    let host = host_with(
-        Runtime::builder().build().unwrap(),
-        &[upstream.url("http", "")],
-        limits,
-    )
-    .await;
+    let host = plain_host(&upstream, limits).await;
     let url = encode(&upstream.url("http", "/slow?ms=1500"));
     let mut calls = Vec::new();
     for _ in 0..3 {
@@ -489,12 +470,7 @@ async fn excess_concurrent_requests_wait_then_get_503_while_others_are_served() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn traceparent_is_continued_on_subrequests() {
     let upstream = Upstream::plain().await;
-    let host = host_with(
-        Runtime::builder().build().unwrap(),
-        &[upstream.url("http", "")],
-        Limits::default(),
-    )
-    .await;
+    let host = plain_host(&upstream, Limits::default()).await;
     let url = encode(&upstream.url("http", "/headers"));
     let path = format!("/f/proxy?url={url}");
     let incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";

@@ -81,6 +81,16 @@ impl<'a> Line<'a> {
         let name = self.get("alg")?;
         algorithm(name).ok_or_else(|| format!("error probe: unknown alg {name}"))
     }
+    /// `fmt`: raw, pkcs8, spki or jwk; anything else means `default`.
+    fn format(&self, default: KeyFormat) -> std::result::Result<KeyFormat, String> {
+        Ok(match self.get("fmt")? {
+            "raw" => KeyFormat::Raw,
+            "pkcs8" => KeyFormat::Pkcs8,
+            "spki" => KeyFormat::Spki,
+            "jwk" => KeyFormat::Jwk,
+            _ => default,
+        })
+    }
     fn hash(&self) -> std::result::Result<Hash, String> {
         let name = self.get("hash")?;
         hash(name).ok_or_else(|| format!("error probe: unknown hash {name}"))
@@ -102,12 +112,7 @@ fn verdict(ok: std::result::Result<bool, CryptoError>) -> String {
 fn run(line: &Line<'_>) -> std::result::Result<String, String> {
     Ok(match line.get("op")? {
         "verify" => {
-            let format = match line.get("fmt")? {
-                "raw" => KeyFormat::Raw,
-                "pkcs8" => KeyFormat::Pkcs8,
-                "jwk" => KeyFormat::Jwk,
-                _ => KeyFormat::Spki,
-            };
+            let format = line.format(KeyFormat::Spki)?;
             let key = match Key::import_public(line.alg()?, format, &line.bytes("key")?) {
                 Ok(key) => key,
                 Err(e) => return Ok(failed(e)),
@@ -182,11 +187,7 @@ fn run(line: &Line<'_>) -> std::result::Result<String, String> {
             .and_then(|key| key.public_key(KeyFormat::Spki))
             .map_or_else(failed, |spki| hex(&spki)),
         "sign" => {
-            let format = match line.get("fmt")? {
-                "jwk" => KeyFormat::Jwk,
-                "raw" => KeyFormat::Raw,
-                _ => KeyFormat::Pkcs8,
-            };
+            let format = line.format(KeyFormat::Pkcs8)?;
             let msg = line.bytes("msg")?;
             Key::import_private(line.alg()?, format, &line.bytes("key")?)
                 .and_then(|key| key.sign(&msg))
@@ -218,11 +219,7 @@ fn run(line: &Line<'_>) -> std::result::Result<String, String> {
             format!("ok {}", kept.len())
         }
         "private-roundtrip" => {
-            let format = match line.get("fmt")? {
-                "jwk" => KeyFormat::Jwk,
-                "raw" => KeyFormat::Raw,
-                _ => KeyFormat::Pkcs8,
-            };
+            let format = line.format(KeyFormat::Pkcs8)?;
             let key = match Key::import_private(line.alg()?, format, &line.bytes("key")?) {
                 Ok(key) => key,
                 Err(e) => return Ok(failed(e)),

@@ -408,8 +408,7 @@ impl KeyHandle {
         plain: &[u8],
     ) -> Result<Vec<u8>, CryptoError> {
         let key = self.aead_key()?;
-        let nonce = aead::Nonce::try_assume_unique_for_key(nonce)
-            .map_err(|_| bad_input(format!("the nonce must be 12 bytes, not {}", nonce.len())))?;
+        let nonce = aead_nonce(nonce)?;
         let mut out = plain.to_vec();
         key.seal_in_place_append_tag(nonce, aead::Aad::from(aad), &mut out)
             .map_err(|_| bad_input("sealing failed"))?;
@@ -423,14 +422,19 @@ impl KeyHandle {
         sealed: &[u8],
     ) -> Result<Vec<u8>, CryptoError> {
         let key = self.aead_key()?;
-        let nonce = aead::Nonce::try_assume_unique_for_key(nonce)
-            .map_err(|_| bad_input(format!("the nonce must be 12 bytes, not {}", nonce.len())))?;
+        let nonce = aead_nonce(nonce)?;
         let mut buf = sealed.to_vec();
         let plain = key
             .open_in_place(nonce, aead::Aad::from(aad), &mut buf)
             .map_err(|_| bad_input("the ciphertext does not authenticate"))?;
         Ok(plain.to_vec())
     }
+}
+
+/// A 96-bit AEAD nonce, or an error naming the wrong length.
+fn aead_nonce(nonce: &[u8]) -> Result<aead::Nonce, CryptoError> {
+    aead::Nonce::try_assume_unique_for_key(nonce)
+        .map_err(|_| bad_input(format!("the nonce must be 12 bytes, not {}", nonce.len())))
 }
 
 /// DER `SEQUENCE { INTEGER r, INTEGER s }` to `r || s`, each left-padded to `width` bytes.
