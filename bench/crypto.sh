@@ -6,6 +6,7 @@
 #   bench/crypto.sh [seconds=10] [connections=64]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/lib.sh
 secs=${1:-10}
 conns=${2:-64}
 scripts/setup wrk openssl
@@ -36,7 +37,7 @@ TOML
 target/release/virga serve --config "$state/virga.toml" >/dev/null 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null || true; rm -rf "$state"' EXIT
-for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/hello" >/dev/null && break; sleep 0.2; done
+wait_for "http://127.0.0.1:$port/hello"
 
 # A P-256 key, a signature by it (made through the probe), and the verify request wrk sends.
 key=$(openssl ecparam -name prime256v1 -genkey -noout 2>/dev/null \
@@ -53,20 +54,11 @@ wrk.method = "POST"
 wrk.body = "$line"
 LUA
 
-run() { # name path [script] -> rps
-  local out rps p50 p99
-  out=$(wrk -t1 -c"$conns" -d"${secs}s" --latency ${3:+-s "$3"} "http://127.0.0.1:$port$2")
-  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
-  p50=$(awk '$1=="50%" {print $2}' <<<"$out")
-  p99=$(awk '$1=="99%" {print $2}' <<<"$out")
-  printf '%-14s %10s req/s   p50 %8s   p99 %8s\n' "$1" "$rps" "$p50" "$p99" >&2
-  echo "$rps"
-}
 echo "wrk -t1 -c$conns -d${secs}s, HTTP/1.1 keep-alive" >&2
-h1=$(run hello /hello)
-v1=$(run ecdsa-verify /run "$state/post.lua")
-h2=$(run hello /hello)
-v2=$(run ecdsa-verify /run "$state/post.lua")
+h1=$(measure hello "http://127.0.0.1:$port/hello")
+v1=$(measure ecdsa-verify "http://127.0.0.1:$port/run" "$state/post.lua")
+h2=$(measure hello "http://127.0.0.1:$port/hello")
+v2=$(measure ecdsa-verify "http://127.0.0.1:$port/run" "$state/post.lua")
 python3 - "$h1" "$v1" "$h2" "$v2" <<'PY'
 import sys
 h1, v1, h2, v2 = map(float, sys.argv[1:])

@@ -6,6 +6,7 @@
 #   bench/fetch.sh [seconds=10] [connections=64]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/lib.sh
 secs=${1:-10}
 conns=${2:-64}
 scripts/setup wrk
@@ -37,24 +38,14 @@ virga_pid=$!
 trap 'kill $virga_pid $upstream_pid 2>/dev/null || true; rm -rf "$state"' EXIT
 proxy="/proxy?url=http%3A%2F%2F127.0.0.1%3A$upstream_port%2Fx"
 for url in "http://127.0.0.1:$upstream_port/x" "http://127.0.0.1:$virga_port$proxy"; do
-  for _ in $(seq 100); do curl -sf "$url" >/dev/null && break; sleep 0.2; done
-  curl -sf "$url" >/dev/null || { echo "nothing answers at $url" >&2; exit 1; }
+  wait_for "$url"
 done
 
-run() { # name url -> rps
-  local out rps p50 p99
-  out=$(wrk -t1 -c"$conns" -d"${secs}s" --latency "$2")
-  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
-  p50=$(awk '$1=="50%" {print $2}' <<<"$out")
-  p99=$(awk '$1=="99%" {print $2}' <<<"$out")
-  printf '%-16s %10s req/s   p50 %8s   p99 %8s\n' "$1" "$rps" "$p50" "$p99" >&2
-  echo "$rps"
-}
 echo "wrk -t1 -c$conns -d${secs}s, HTTP/1.1 keep-alive" >&2
-direct1=$(run upstream-direct "http://127.0.0.1:$upstream_port/x")
-virga1=$(run virga-fetch "http://127.0.0.1:$virga_port$proxy")
-direct2=$(run upstream-direct "http://127.0.0.1:$upstream_port/x")
-virga2=$(run virga-fetch "http://127.0.0.1:$virga_port$proxy")
+direct1=$(measure upstream-direct "http://127.0.0.1:$upstream_port/x")
+virga1=$(measure virga-fetch "http://127.0.0.1:$virga_port$proxy")
+direct2=$(measure upstream-direct "http://127.0.0.1:$upstream_port/x")
+virga2=$(measure virga-fetch "http://127.0.0.1:$virga_port$proxy")
 python3 - "$direct1" "$virga1" "$direct2" "$virga2" <<'PY'
 import sys
 d1, v1, d2, v2 = map(float, sys.argv[1:])

@@ -6,6 +6,7 @@
 #   bench/http.sh [seconds=10] [connections=64]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/lib.sh
 secs=${1:-10}
 conns=${2:-64}
 scripts/setup wrk
@@ -34,25 +35,13 @@ virga_pid=$!
 target/release/examples/plain_hyper 127.0.0.1:$plain_port >/dev/null &
 plain_pid=$!
 trap 'kill $virga_pid $plain_pid 2>/dev/null || true; rm -rf "$state"' EXIT
-for port in $virga_port $plain_port; do
-  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/x" >/dev/null && break; sleep 0.2; done
-  curl -sf "http://127.0.0.1:$port/x" >/dev/null || { echo "nothing answers on port $port" >&2; exit 1; }
-done
+for port in $virga_port $plain_port; do wait_for "http://127.0.0.1:$port/x"; done
 
-run() { # name port -> "rps p50_ms p99_ms"
-  local out rps p50 p99
-  out=$(wrk -t1 -c"$conns" -d"${secs}s" --latency "http://127.0.0.1:$2/x")
-  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
-  p50=$(awk '$1=="50%" {print $2}' <<<"$out")
-  p99=$(awk '$1=="99%" {print $2}' <<<"$out")
-  printf '%-12s %10s req/s   p50 %8s   p99 %8s\n' "$1" "$rps" "$p50" "$p99" >&2
-  echo "$rps"
-}
 echo "wrk -t1 -c$conns -d${secs}s, HTTP/1.1 keep-alive, GET /x (hello sample)" >&2
-plain1=$(run plain-hyper $plain_port)
-virga1=$(run virga $virga_port)
-plain2=$(run plain-hyper $plain_port)
-virga2=$(run virga $virga_port)
+plain1=$(measure plain-hyper "http://127.0.0.1:$plain_port/x")
+virga1=$(measure virga "http://127.0.0.1:$virga_port/x")
+plain2=$(measure plain-hyper "http://127.0.0.1:$plain_port/x")
+virga2=$(measure virga "http://127.0.0.1:$virga_port/x")
 python3 - "$plain1" "$virga1" "$plain2" "$virga2" <<'PY'
 import sys
 p1, v1, p2, v2 = map(float, sys.argv[1:])
