@@ -35,22 +35,9 @@ pub struct StaticKeys {
 /// The algorithms a named key may be configured with, by their WIT names
 /// (`ecdsa-p256-sha256`, `hmac-sha256`, ...).
 pub fn algorithm_by_name(name: &str) -> Option<Algorithm> {
-    use Algorithm as A;
-    Some(match name {
-        "hmac-sha256" => A::HmacSha256,
-        "hmac-sha384" => A::HmacSha384,
-        "hmac-sha512" => A::HmacSha512,
-        "ecdsa-p256-sha256" => A::EcdsaP256Sha256,
-        "ecdsa-p384-sha384" => A::EcdsaP384Sha384,
-        "ed25519" => A::Ed25519,
-        "rsa-pss-sha256" => A::RsaPssSha256,
-        "rsa-pss-sha384" => A::RsaPssSha384,
-        "rsa-pkcs1-sha256" => A::RsaPkcs1Sha256,
-        "aes128-gcm" => A::Aes128Gcm,
-        "aes256-gcm" => A::Aes256Gcm,
-        "chacha20-poly1305" => A::Chacha20Poly1305,
-        _ => return None,
-    })
+    keys::ALGORITHMS
+        .into_iter()
+        .find(|algorithm| keys::name(*algorithm) == name)
 }
 
 impl StaticKeys {
@@ -72,15 +59,11 @@ impl StaticKeys {
         let bad = |m: String| crate::Error::Config(format!("key '{name}' of '{deployment}': {m}"));
         let algorithm = algorithm_by_name(algorithm)
             .ok_or_else(|| bad(format!("unknown algorithm '{algorithm}'")))?;
-        let format = match algorithm {
-            Algorithm::Ed25519 if material.len() == 32 => KeyFormat::Raw,
-            Algorithm::HmacSha256
-            | Algorithm::HmacSha384
-            | Algorithm::HmacSha512
-            | Algorithm::Aes128Gcm
-            | Algorithm::Aes256Gcm
-            | Algorithm::Chacha20Poly1305 => KeyFormat::Raw,
-            _ => KeyFormat::Pkcs8,
+        let seed = algorithm == Algorithm::Ed25519 && material.len() == 32;
+        let format = if seed || keys::is_secret(algorithm) {
+            KeyFormat::Raw
+        } else {
+            KeyFormat::Pkcs8
         };
         let key = KeyHandle::import(algorithm, format, material, true, false)
             .map_err(|e| bad(describe(&e)))?;
@@ -319,5 +302,18 @@ impl Host for RequestState {
 
     async fn constant_time_equal(&mut self, a: Vec<u8>, b: Vec<u8>) -> wasmtime::Result<bool> {
         self.timed(|| aws_lc_rs::constant_time::verify_slices_are_equal(&a, &b).is_ok())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_algorithm_is_found_by_its_name() {
+        for algorithm in keys::ALGORITHMS {
+            assert_eq!(algorithm_by_name(keys::name(algorithm)), Some(algorithm));
+        }
+        assert_eq!(algorithm_by_name("rsa-md5"), None);
     }
 }

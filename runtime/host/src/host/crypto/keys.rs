@@ -52,7 +52,28 @@ fn unsupported(what: impl std::fmt::Display) -> CryptoError {
     CryptoError::Unsupported(what.to_string())
 }
 
-/// The WIT name of an algorithm, for messages: `ecdsa-p256-sha256`.
+/// Every algorithm, in WIT order.
+pub(crate) const ALGORITHMS: [Algorithm; 12] = [
+    Algorithm::HmacSha256,
+    Algorithm::HmacSha384,
+    Algorithm::HmacSha512,
+    Algorithm::EcdsaP256Sha256,
+    Algorithm::EcdsaP384Sha384,
+    Algorithm::Ed25519,
+    Algorithm::RsaPssSha256,
+    Algorithm::RsaPssSha384,
+    Algorithm::RsaPkcs1Sha256,
+    Algorithm::Aes128Gcm,
+    Algorithm::Aes256Gcm,
+    Algorithm::Chacha20Poly1305,
+];
+
+/// Whether `algorithm` keys are secret bytes (HMAC, AEAD) rather than key pairs.
+pub(crate) fn is_secret(algorithm: Algorithm) -> bool {
+    hmac_algorithm(algorithm).is_some() || aead_algorithm(algorithm).is_some()
+}
+
+/// The WIT name of an algorithm, for messages and configuration: `ecdsa-p256-sha256`.
 pub(crate) fn name(algorithm: Algorithm) -> &'static str {
     match algorithm {
         Algorithm::HmacSha256 => "hmac-sha256",
