@@ -249,10 +249,7 @@ where
                 if let Some(task) = task {
                     task.abort();
                 }
-                return Err(failure(GuestFailure::limit(
-                    Limit::ResponseBody,
-                    &deployment.limits,
-                )));
+                return Err(limit_failure(Limit::ResponseBody));
             }
             Ok(response.map(|body| GuestBody::new(body, task, failure_note, max).boxed_unsync()))
         }
