@@ -3,6 +3,8 @@
 //! deployment: a guest opens its own deployment's keys by name, uses them, and can never read
 //! them.
 
+mod aws_lc;
+mod blind_rsa;
 mod der;
 mod jwk;
 mod keys;
@@ -15,7 +17,7 @@ use wasmtime::component::Resource;
 pub use keys::KeyHandle;
 
 use crate::bindings::virga::edge::crypto::{
-    Algorithm, CryptoError, Hash, Host, HostKey, KeyFormat, SignatureEncoding,
+    Algorithm, Blinding, CryptoError, Hash, Host, HostKey, KeyFormat, SignatureEncoding,
 };
 use crate::state::RequestState;
 
@@ -216,6 +218,24 @@ impl HostKey for RequestState {
         encoding: SignatureEncoding,
     ) -> Result<bool> {
         self.with_key(&key, |k| k.verify(&data, &signature, encoding))
+    }
+
+    async fn blind(&mut self, key: Resource<KeyHandle>, message: Vec<u8>) -> Result<Blinding> {
+        self.with_key(&key, |k| k.blind(&message))
+    }
+
+    async fn blind_sign(&mut self, key: Resource<KeyHandle>, blinded: Vec<u8>) -> Result<Vec<u8>> {
+        self.with_key(&key, |k| k.blind_sign(&blinded))
+    }
+
+    async fn finalize(
+        &mut self,
+        key: Resource<KeyHandle>,
+        prepared: Vec<u8>,
+        blind_signature: Vec<u8>,
+        inverse: Vec<u8>,
+    ) -> Result<Vec<u8>> {
+        self.with_key(&key, |k| k.finalize(&prepared, &blind_signature, &inverse))
     }
 
     async fn seal(

@@ -107,7 +107,7 @@ pub(super) fn import(
                 .map_err(|e| bad_key(format!("the JWK's Ed25519 key is inconsistent: {e}")))?;
             Ok(Material::Ed25519(Arc::new(pair)))
         }
-        (A::RsaPssSha256 | A::RsaPssSha384 | A::RsaPkcs1Sha256, "RSA", _) => {
+        (alg, "RSA", _) if super::keys::is_rsa(alg) => {
             let (n, e) = (field(&jwk, "n")?, field(&jwk, "e")?);
             if !private {
                 return Ok(Material::Public(der::write_sequence(&[&n, &e]).into()));
@@ -119,7 +119,7 @@ pub(super) fn import(
             let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
             let pair = RsaKeyPair::from_der(&der::write_sequence(&refs))
                 .map_err(|e| bad_key(format!("the JWK's RSA key is unusable: {e}")))?;
-            Ok(Material::Rsa(Arc::new(pair)))
+            Ok(Material::Rsa(Arc::new(super::keys::RsaKey::new(pair))))
         }
         _ => Err(wrong()),
     }
@@ -152,7 +152,7 @@ pub(super) fn public(algorithm: Algorithm, raw_public: &[u8]) -> Result<Vec<u8>,
             jwk.insert("crv".into(), "Ed25519".into());
             jwk.insert("x".into(), b64(raw_public));
         }
-        A::RsaPssSha256 | A::RsaPssSha384 | A::RsaPkcs1Sha256 => {
+        alg if super::keys::is_rsa(alg) => {
             let (n, e) = rsa_public_parts(raw_public)
                 .ok_or_else(|| bad_key("the public key is not PKCS#1 RSAPublicKey DER"))?;
             jwk.insert("kty".into(), "RSA".into());

@@ -1,7 +1,7 @@
 //! Key material behind a `virga:edge/crypto/key` handle, and the operations on it. Plain
 //! functions over aws-lc-rs; `crypto.rs` binds them to the guest.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der, PublicKeyX509Der};
 use aws_lc_rs::rand::SystemRandom;
@@ -17,11 +17,45 @@ pub(crate) enum Material {
     Secret(Arc<[u8]>),
     Ecdsa(Arc<EcdsaKeyPair>),
     Ed25519(Arc<Ed25519KeyPair>),
-    Rsa(Arc<RsaKeyPair>),
+    Rsa(Arc<RsaKey>),
     /// A public key only, as imported (SPKI, point, or PKCS#1), already validated.
     Public(Arc<[u8]>),
     /// A public key imported as SPKI.
     PublicSpki(Arc<[u8]>),
+}
+
+/// An RSA private key: aws-lc-rs's, and the raw aws-lc form that blind signing needs, built
+/// on first use and shared by every handle onto the key.
+pub(crate) struct RsaKey {
+    pair: RsaKeyPair,
+    raw: OnceLock<Option<super::aws_lc::Rsa>>,
+}
+
+impl RsaKey {
+    pub(crate) fn new(pair: RsaKeyPair) -> Self {
+        Self {
+            pair,
+            raw: OnceLock::new(),
+        }
+    }
+
+    /// The key in aws-lc's raw form (for RFC 9474 blind signing).
+    pub(crate) fn raw(&self) -> Result<&super::aws_lc::Rsa, super::aws_lc::AwsLcError> {
+        self.raw
+            .get_or_init(|| {
+                let der = AsDer::<Pkcs8V1Der<'static>>::as_der(&self.pair).ok()?;
+                super::aws_lc::Rsa::from_pkcs8(der.as_ref()).ok()
+            })
+            .as_ref()
+            .ok_or(super::aws_lc::AwsLcError)
+    }
+}
+
+impl std::ops::Deref for RsaKey {
+    type Target = RsaKeyPair;
+    fn deref(&self) -> &RsaKeyPair {
+        &self.pair
+    }
 }
 
 /// A key: its algorithm, material, and whether the guest may export it.
@@ -53,7 +87,7 @@ fn unsupported(what: impl std::fmt::Display) -> CryptoError {
 }
 
 /// Every algorithm, in WIT order.
-pub(crate) const ALGORITHMS: [Algorithm; 12] = [
+pub(crate) const ALGORITHMS: [Algorithm; 14] = [
     Algorithm::HmacSha256,
     Algorithm::HmacSha384,
     Algorithm::HmacSha512,
@@ -66,6 +100,8 @@ pub(crate) const ALGORITHMS: [Algorithm; 12] = [
     Algorithm::Aes128Gcm,
     Algorithm::Aes256Gcm,
     Algorithm::Chacha20Poly1305,
+    Algorithm::RsabssaSha384PssRandomized,
+    Algorithm::RsabssaSha384PssDeterministic,
 ];
 
 /// Whether `algorithm` keys are secret bytes (HMAC, AEAD) rather than key pairs.
@@ -88,6 +124,8 @@ pub(crate) fn name(algorithm: Algorithm) -> &'static str {
         Algorithm::Aes128Gcm => "aes128-gcm",
         Algorithm::Aes256Gcm => "aes256-gcm",
         Algorithm::Chacha20Poly1305 => "chacha20-poly1305",
+        Algorithm::RsabssaSha384PssRandomized => "rsabssa-sha384-pss-randomized",
+        Algorithm::RsabssaSha384PssDeterministic => "rsabssa-sha384-pss-deterministic",
     }
 }
 
@@ -112,6 +150,10 @@ fn verification(
         (Algorithm::Ed25519, _) => &signature::ED25519,
         (Algorithm::RsaPssSha256, _) => &signature::RSA_PSS_2048_8192_SHA256,
         (Algorithm::RsaPssSha384, _) => &signature::RSA_PSS_2048_8192_SHA384,
+        // RFC 9474: a finalized blind signature is RSASSA-PSS, SHA-384, 48-byte salt.
+        (Algorithm::RsabssaSha384PssRandomized | Algorithm::RsabssaSha384PssDeterministic, _) => {
+            &signature::RSA_PSS_2048_8192_SHA384
+        }
         (Algorithm::RsaPkcs1Sha256, _) => &signature::RSA_PKCS1_2048_8192_SHA256,
         _ => return None,
     })
@@ -135,10 +177,14 @@ fn aead_algorithm(algorithm: Algorithm) -> Option<&'static aead::Algorithm> {
     }
 }
 
-fn is_rsa(algorithm: Algorithm) -> bool {
+pub(crate) fn is_rsa(algorithm: Algorithm) -> bool {
     matches!(
         algorithm,
-        Algorithm::RsaPssSha256 | Algorithm::RsaPssSha384 | Algorithm::RsaPkcs1Sha256
+        Algorithm::RsaPssSha256
+            | Algorithm::RsaPssSha384
+            | Algorithm::RsaPkcs1Sha256
+            | Algorithm::RsabssaSha384PssRandomized
+            | Algorithm::RsabssaSha384PssDeterministic
     )
 }
 
@@ -209,7 +255,7 @@ impl KeyHandle {
             let pair = RsaKeyPair::from_pkcs8(data)
                 .or_else(|_| RsaKeyPair::from_der(data))
                 .map_err(|e| bad_key(format!("not an RSA private key: {e}")))?;
-            Material::Rsa(Arc::new(pair))
+            Material::Rsa(Arc::new(RsaKey::new(pair)))
         } else {
             return Err(unsupported(format!("cannot import {alg_name}")));
         };
@@ -238,7 +284,7 @@ impl KeyHandle {
             Material::Ed25519(Arc::new(Ed25519KeyPair::generate().map_err(failed)?))
         } else if is_rsa(algorithm) {
             let pair = RsaKeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).map_err(failed)?;
-            Material::Rsa(Arc::new(pair))
+            Material::Rsa(Arc::new(RsaKey::new(pair)))
         } else {
             return Err(unsupported(format!("cannot generate {alg_name}")));
         };
@@ -287,7 +333,7 @@ impl KeyHandle {
                 encoded(pair.to_pkcs8v1().ok().map(|d| d.as_ref().to_vec()))
             }
             (Material::Rsa(pair), KeyFormat::Pkcs8) => encoded(
-                AsDer::<Pkcs8V1Der<'static>>::as_der(pair.as_ref())
+                AsDer::<Pkcs8V1Der<'static>>::as_der(&**pair.as_ref())
                     .ok()
                     .map(|d| d.as_ref().to_vec()),
             ),
@@ -366,7 +412,13 @@ impl KeyHandle {
                 let padding: &dyn signature::RsaEncoding = match self.algorithm {
                     Algorithm::RsaPssSha256 => &signature::RSA_PSS_SHA256,
                     Algorithm::RsaPssSha384 => &signature::RSA_PSS_SHA384,
-                    _ => &signature::RSA_PKCS1_SHA256,
+                    Algorithm::RsaPkcs1Sha256 => &signature::RSA_PKCS1_SHA256,
+                    _ => {
+                        return Err(CryptoError::NotPermitted(format!(
+                            "a {} key signs only blinded messages (blind-sign)",
+                            name(self.algorithm)
+                        )));
+                    }
                 };
                 let mut out = vec![0u8; pair.public_modulus_len()];
                 pair.sign(padding, &SystemRandom::new(), data, &mut out)
