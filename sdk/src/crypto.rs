@@ -22,7 +22,7 @@ mod wit {
 
 use wit::virga::edge::crypto as host;
 
-pub use host::{Algorithm, Hash, KeyFormat, SignatureEncoding};
+pub use host::{Algorithm, Blinding, Hash, KeyFormat, SignatureEncoding};
 
 /// Why a crypto call failed. Bad input is always an error, never a crash.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -161,6 +161,46 @@ impl Key {
     /// Whether a fixed-width `r || s` ECDSA signature is valid for `data`.
     pub fn verify_p1363(&self, data: &[u8], signature: &[u8]) -> Result<bool, CryptoError> {
         Ok(self.0.verify(data, signature, SignatureEncoding::P1363)?)
+    }
+
+    /// RSA blind signatures (RFC 9474), client side: prepares and blinds `message` under this
+    /// public key (an `Rsabssa*` algorithm). Send [`Blinding::blinded_message`] to the
+    /// signer; keep the rest for [`finalize`](Self::finalize). A verifier needs
+    /// [`Blinding::prepared_message`], which for the randomized variant is `message` with a
+    /// 32-byte random prefix.
+    ///
+    /// ```ignore
+    /// use virga_sdk::crypto::{Algorithm, Key, KeyFormat};
+    ///
+    /// let issuer = Key::import_public(Algorithm::RsabssaSha384PssDeterministic, KeyFormat::Spki, &spki)?;
+    /// let blinding = issuer.blind(b"token input")?;
+    /// let blind_signature = ask_the_issuer(&blinding.blinded_message)?;
+    /// let signature = issuer.finalize(&blinding, &blind_signature)?;
+    /// assert!(issuer.verify(&blinding.prepared_message, &signature)?);
+    /// ```
+    pub fn blind(&self, message: &[u8]) -> Result<Blinding, CryptoError> {
+        Ok(self.0.blind(message)?)
+    }
+
+    /// RSA blind signatures (RFC 9474), signer side: signs a blinded message (as long as the
+    /// modulus) with this private key. The signer learns nothing of the message.
+    pub fn blind_sign(&self, blinded_message: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        Ok(self.0.blind_sign(blinded_message)?)
+    }
+
+    /// RSA blind signatures (RFC 9474), client side: turns the signer's answer into a
+    /// signature over [`Blinding::prepared_message`], checked before it is returned
+    /// ([`CryptoError::BadInput`] if it does not verify).
+    pub fn finalize(
+        &self,
+        blinding: &Blinding,
+        blind_signature: &[u8],
+    ) -> Result<Vec<u8>, CryptoError> {
+        Ok(self.0.finalize(
+            &blinding.prepared_message,
+            blind_signature,
+            &blinding.inverse,
+        )?)
     }
 
     /// AEAD encryption; the tag is appended. `nonce` is 12 bytes and must never repeat for

@@ -16,6 +16,13 @@
 //! - `private-roundtrip`: alg, fmt (pkcs8|raw|jwk), key → imports, signs, verifies through
 //!   the public half written as a JWK → valid
 //!
+//! - `blind`: alg, fmt, key (public), msg → `prepared blinded inverse`
+//! - `blind-sign`: alg, fmt, key (private), blinded → blind signature;
+//!   `named-blind-sign`: name, blinded → the same with a host key
+//! - `finalize`: alg, fmt, key (public), prepared, bsig, inv → signature
+//! - `blind-roundtrip`: alg, fmt, key (private) , msg → blinds under the public half (as JWK),
+//!   blind-signs, finalizes, verifies → `valid prepared signature`
+//!
 //! `GET /dump?name=N`: signs with host key N, then answers with the instance's whole memory.
 use virga_sdk::crypto::{
     Algorithm, CryptoError, Hash, Key, KeyFormat, constant_time_eq, digest, hkdf,
@@ -50,6 +57,8 @@ fn algorithm(name: &str) -> Option<Algorithm> {
         "aes128-gcm" => Algorithm::Aes128Gcm,
         "aes256-gcm" => Algorithm::Aes256Gcm,
         "chacha20-poly1305" => Algorithm::Chacha20Poly1305,
+        "rsabssa-sha384-pss-randomized" => Algorithm::RsabssaSha384PssRandomized,
+        "rsabssa-sha384-pss-deterministic" => Algorithm::RsabssaSha384PssDeterministic,
         _ => return None,
     })
 }
@@ -246,6 +255,66 @@ fn run(line: &Line<'_>) -> std::result::Result<String, String> {
                 Ok(sig) => verdict(key.verify(msg, &sig)),
                 Err(e) => failed(e),
             }
+        }
+        "blind" => {
+            let format = line.format(KeyFormat::Spki)?;
+            let msg = line.bytes("msg")?;
+            Key::import_public(line.alg()?, format, &line.bytes("key")?)
+                .and_then(|key| key.blind(&msg))
+                .map_or_else(failed, |b| {
+                    let (p, b, i) = (&b.prepared_message, &b.blinded_message, &b.inverse);
+                    format!("{} {} {}", hex(p), hex(b), hex(i))
+                })
+        }
+        "blind-sign" => {
+            let format = line.format(KeyFormat::Pkcs8)?;
+            let blinded = line.bytes("blinded")?;
+            Key::import_private(line.alg()?, format, &line.bytes("key")?)
+                .and_then(|key| key.blind_sign(&blinded))
+                .map_or_else(failed, |sig| hex(&sig))
+        }
+        "named-blind-sign" => {
+            let blinded = line.bytes("blinded")?;
+            Key::open(line.get("name")?)
+                .and_then(|key| key.blind_sign(&blinded))
+                .map_or_else(failed, |sig| hex(&sig))
+        }
+        "finalize" => {
+            let format = line.format(KeyFormat::Spki)?;
+            let blinding = virga_sdk::crypto::Blinding {
+                prepared_message: line.bytes("prepared")?,
+                blinded_message: Vec::new(),
+                inverse: line.bytes("inv")?,
+            };
+            let bsig = line.bytes("bsig")?;
+            Key::import_public(line.alg()?, format, &line.bytes("key")?)
+                .and_then(|key| key.finalize(&blinding, &bsig))
+                .map_or_else(failed, |sig| hex(&sig))
+        }
+        "blind-roundtrip" => {
+            let format = line.format(KeyFormat::Pkcs8)?;
+            let (alg, msg, der) = (line.alg()?, line.bytes("msg")?, line.bytes("key")?);
+            let roundtrip = || -> std::result::Result<String, CryptoError> {
+                let signer = Key::import_private(alg, format, &der)?;
+                let jwk = signer.public_key(KeyFormat::Jwk)?;
+                let client = Key::import_public(signer.algorithm(), KeyFormat::Jwk, &jwk)?;
+                let blinding = client.blind(&msg)?;
+                let blind_signature = signer.blind_sign(&blinding.blinded_message)?;
+                let signature = client.finalize(&blinding, &blind_signature)?;
+                let spki = signer.public_key(KeyFormat::Spki)?;
+                let verifier = Key::import_public(signer.algorithm(), KeyFormat::Spki, &spki)?;
+                Ok(
+                    match verifier.verify(&blinding.prepared_message, &signature)? {
+                        true => format!(
+                            "valid {} {}",
+                            hex(&blinding.prepared_message),
+                            hex(&signature)
+                        ),
+                        false => "invalid".into(),
+                    },
+                )
+            };
+            roundtrip().unwrap_or_else(failed)
         }
         other => return Err(format!("error probe: unknown op {other}")),
     })

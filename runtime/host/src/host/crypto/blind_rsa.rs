@@ -66,7 +66,9 @@ fn blind_with(
     let modulus = Modulus::of(key).map_err(failed("blinding"))?;
     let m = modulus.number(&encoded).map_err(failed("encoding"))?;
     if !modulus.is_coprime(&m).map_err(failed("blinding"))? {
-        return Err(bad_input("the encoded message is not coprime with the modulus"));
+        return Err(bad_input(
+            "the encoded message is not coprime with the modulus",
+        ));
     }
     let r = r(&modulus)?;
     let inverse = modulus
@@ -275,5 +277,35 @@ mod tests {
             .finalize(&other, &field("blind_sig"), &field("inv"))
             .unwrap_err();
         assert!(matches!(err, CryptoError::BadInput(m) if m.contains("invalid signature")));
+    }
+
+    #[test]
+    fn a_public_key_cannot_blind_sign() {
+        let all = vectors();
+        let pkcs8 = unhex(all["key"]["pkcs8"].as_str().unwrap());
+        let alg = Algorithm::RsabssaSha384PssRandomized;
+        let private = KeyHandle::import(alg, KeyFormat::Pkcs8, &pkcs8, true, false).unwrap();
+        let spki = private.public_key(KeyFormat::Spki).unwrap();
+        let public = KeyHandle::import(alg, KeyFormat::Spki, &spki, false, true).unwrap();
+        let blinding = public.blind(b"message").unwrap();
+        let err = public.blind_sign(&blinding.blinded_message).unwrap_err();
+        assert!(matches!(err, CryptoError::NotPermitted(_)), "{err:?}");
+        let blind_signature = private.blind_sign(&blinding.blinded_message).unwrap();
+        let signature = public
+            .finalize(
+                &blinding.prepared_message,
+                &blind_signature,
+                &blinding.inverse,
+            )
+            .unwrap();
+        assert!(
+            public
+                .verify(
+                    &blinding.prepared_message,
+                    &signature,
+                    SignatureEncoding::Der
+                )
+                .unwrap()
+        );
     }
 }
