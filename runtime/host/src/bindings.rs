@@ -20,5 +20,8 @@ wasmtime::component::bindgen!({
         "wasi:cli": wasmtime_wasi::p2::bindings::cli,
         "wasi:http": wasmtime_wasi_http::p2::bindings::http,
         "virga:edge/crypto.key": crate::host::crypto::KeyHandle,
+        "virga:edge/cache.entry": crate::host::cache::CacheEntry,
+        "virga:edge/cache.writer": crate::host::cache::CacheWriter,
+        "virga:edge/cache.fill-token": crate::host::cache::FillToken,
     },
 });

@@ -14,6 +14,7 @@ use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use crate::body::{Body, GuestBody, declared_length, declared_response_length};
 use crate::deployment::{Deployment, SharedDeployment};
 use crate::error::{Error, GuestFailure};
+use crate::host::cache::CacheCtx;
 use crate::host::crypto::CryptoCtx;
 use crate::host::fetch::OutboundHooks;
 use crate::host::fetch::body::Guarded;
@@ -138,6 +139,11 @@ where
             CryptoCtx {
                 deployment: deployment.clone(),
                 keys: inner.keys.clone(),
+            },
+            CacheCtx {
+                backend: inner.cache.clone(),
+                collapser: inner.collapser.clone(),
+                deployment: deployment.clone(),
             },
         ),
     );

@@ -58,6 +58,9 @@ pub use body::{Body, BodyError, full};
 pub use deployment::{CompiledComponent, DeploymentConfig, DeploymentInfo};
 pub use dispatch::ConnectionInfo;
 pub use error::{Error, GuestFailure};
+pub use host::cache::{
+    CacheBackend, CacheEntry, CacheFull, CacheWriter, CachedResponses, FillToken, MokaCache,
+};
 pub use host::crypto::{KeyHandle, KeyStore, StaticKeys, algorithm_by_name};
 pub use host::fetch::{
     AllowedOrigin, BoxError, FetchBackend, FetchBody, FetchError, HyperFetch, InvalidOrigin,

@@ -49,6 +49,10 @@ pub struct Limits {
     /// Between two pieces of a subrequest's response body. Default 30 s; key
     /// `between_bytes_timeout_ms`.
     pub between_bytes_timeout: Duration,
+    /// Bytes the deployment may keep in the host cache (`virga:edge/cache`), its own share
+    /// that no other deployment's entries can evict. Default 64 MiB; key `cache`
+    /// (or `cache_mib`).
+    pub cache: u64,
 }
 
 impl Default for Limits {
@@ -66,6 +70,7 @@ impl Default for Limits {
             connect_timeout: Duration::from_secs(10),
             first_byte_timeout: Duration::from_secs(30),
             between_bytes_timeout: Duration::from_secs(30),
+            cache: 64 << 20,
         }
     }
 }
@@ -79,7 +84,7 @@ enum Unit {
 }
 
 /// Every limit by its canonical key (milliseconds, bytes, or a count).
-const KEYS: [(&str, Unit); 12] = [
+const KEYS: [(&str, Unit); 13] = [
     ("cpu_ms", Unit::Millis),
     ("wall_ms", Unit::Millis),
     ("memory", Unit::Bytes),
@@ -92,6 +97,7 @@ const KEYS: [(&str, Unit); 12] = [
     ("connect_timeout_ms", Unit::Millis),
     ("first_byte_timeout_ms", Unit::Millis),
     ("between_bytes_timeout_ms", Unit::Millis),
+    ("cache", Unit::Bytes),
 ];
 
 impl Limits {
@@ -167,9 +173,15 @@ impl Limits {
         self
     }
 
+    /// Sets the bytes the deployment may keep in the host cache. Default is 64 MiB.
+    pub fn cache(mut self, bytes: u64) -> Self {
+        self.cache = bytes;
+        self
+    }
+
     /// Sets a limit by its key: `cpu_ms`, `wall_ms`, `queue_ms`, `connect_timeout_ms`,
     /// `first_byte_timeout_ms`, `between_bytes_timeout_ms` (milliseconds); `memory`,
-    /// `request_body`, `response_body`, `outbound_body` (bytes, or MiB with a `_mib`
+    /// `request_body`, `response_body`, `outbound_body`, `cache` (bytes, or MiB with a `_mib`
     /// suffix); `subrequests`, `concurrency` (counts). Zero is refused for every key but
     /// `subrequests` and `queue_ms`. The error names the key and what is wrong with it.
     pub fn set(&mut self, key: &str, value: u64) -> Result<(), String> {
@@ -205,6 +217,7 @@ impl Limits {
             "connect_timeout_ms" => self.connect_timeout = ms,
             "first_byte_timeout_ms" => self.first_byte_timeout = ms,
             "between_bytes_timeout_ms" => self.between_bytes_timeout = ms,
+            "cache" => self.cache = value,
             _ => unreachable!("every key of KEYS is matched"),
         }
         Ok(())
@@ -228,6 +241,7 @@ impl Limits {
                     "queue_ms" => ms(self.queue_time),
                     "connect_timeout_ms" => ms(self.connect_timeout),
                     "first_byte_timeout_ms" => ms(self.first_byte_timeout),
+                    "cache" => self.cache,
                     _ => ms(self.between_bytes_timeout),
                 };
                 (*key, value)
@@ -262,6 +276,7 @@ impl Limits {
             Limit::ConnectTimeout => ms(self.connect_timeout),
             Limit::FirstByteTimeout => ms(self.first_byte_timeout),
             Limit::BetweenBytesTimeout => ms(self.between_bytes_timeout),
+            Limit::Cache => human_bytes(self.cache),
         }
     }
 }
@@ -300,12 +315,14 @@ pub enum Limit {
     FirstByteTimeout,
     /// [`Limits::between_bytes_timeout`].
     BetweenBytesTimeout,
+    /// [`Limits::cache`].
+    Cache,
 }
 
 impl Limit {
     /// A stable, machine-readable name: `cpu-time`, `wall-time`, `memory`, `subrequests`,
     /// `request-body`, `response-body`, `outbound-body`, `concurrency`, `connect-timeout`,
-    /// `first-byte-timeout`, `between-bytes-timeout`.
+    /// `first-byte-timeout`, `between-bytes-timeout`, `cache`.
     pub fn name(self) -> &'static str {
         match self {
             Limit::CpuTime => "cpu-time",
@@ -319,6 +336,7 @@ impl Limit {
             Limit::ConnectTimeout => "connect-timeout",
             Limit::FirstByteTimeout => "first-byte-timeout",
             Limit::BetweenBytesTimeout => "between-bytes-timeout",
+            Limit::Cache => "cache",
         }
     }
 }

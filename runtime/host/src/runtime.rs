@@ -15,6 +15,7 @@ use crate::deployment::Deployment;
 use crate::deployment::{CompiledComponent, DeploymentConfig, DeploymentInfo};
 use crate::engine::{EngineOptions, EpochTicker, build_engine};
 use crate::error::Error;
+use crate::host::cache::{CacheBackend, Collapser, MokaCache};
 use crate::host::crypto::{KeyStore, StaticKeys};
 use crate::host::fetch::{FetchBackend, HyperFetch, InvalidOrigin};
 use crate::limits::Limits;
@@ -43,6 +44,8 @@ pub struct RuntimeBuilder {
     keep_versions: usize,
     fetch: Option<Arc<dyn FetchBackend>>,
     keys: Option<Arc<dyn KeyStore>>,
+    cache: Option<Arc<dyn CacheBackend>>,
+    cache_capacity: u64,
     extra_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
 }
 
@@ -55,6 +58,8 @@ impl Default for RuntimeBuilder {
             keep_versions: 10,
             fetch: None,
             keys: None,
+            cache: None,
+            cache_capacity: 256 << 20,
             extra_roots: Vec::new(),
         }
     }
@@ -116,6 +121,20 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Where the host cache (`virga:edge/cache`) keeps entries. Default: a [`MokaCache`] in
+    /// memory of [`cache_capacity`](Self::cache_capacity) bytes.
+    pub fn cache_backend(&mut self, backend: Arc<dyn CacheBackend>) -> &mut Self {
+        self.cache = Some(backend);
+        self
+    }
+
+    /// Bytes the default in-memory cache holds over all deployments (each also has its own
+    /// share, [`Limits::cache`](crate::Limits::cache)). Default 256 MiB.
+    pub fn cache_capacity(&mut self, bytes: u64) -> &mut Self {
+        self.cache_capacity = bytes;
+        self
+    }
+
     /// Where named host keys come from (`virga:edge/crypto` `key.open`). Default is none:
     /// every open fails with `not-found`.
     pub fn key_store(&mut self, keys: Arc<dyn KeyStore>) -> &mut Self {
@@ -147,6 +166,12 @@ impl RuntimeBuilder {
                     |state| state,
                 )
             })
+            .and_then(|()| {
+                crate::bindings::virga::edge::cache::add_to_linker::<_, HasSelf<RequestState>>(
+                    &mut linker,
+                    |state| state,
+                )
+            })
             .map_err(|e| Error::Engine(format!("cannot link WASI: {e}")))?;
         let engine_key = engine_key(&engine);
         let fetch = match &self.fetch {
@@ -159,11 +184,17 @@ impl RuntimeBuilder {
             .keys
             .clone()
             .unwrap_or_else(|| Arc::new(StaticKeys::new()));
+        let cache = self
+            .cache
+            .clone()
+            .unwrap_or_else(|| Arc::new(MokaCache::new(self.cache_capacity)));
         let runtime = Runtime {
             inner: Arc::new(Inner {
                 engine,
                 fetch,
                 keys,
+                cache,
+                collapser: Arc::default(),
                 engine_key,
                 linker,
                 registry: Registry::default(),
@@ -191,6 +222,8 @@ pub(crate) struct Inner {
     pub(crate) engine: Engine,
     pub(crate) fetch: Arc<dyn FetchBackend>,
     pub(crate) keys: Arc<dyn KeyStore>,
+    pub(crate) cache: Arc<dyn CacheBackend>,
+    pub(crate) collapser: Arc<Collapser>,
     engine_key: String,
     linker: Linker<RequestState>,
     pub(crate) registry: Registry,

@@ -6,6 +6,7 @@ use wasmtime::{CallHook, ResourceLimiter, StoreContextMut, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
+use crate::host::cache::CacheCtx;
 use crate::host::crypto::CryptoCtx;
 use crate::host::fetch::OutboundHooks;
 use crate::limits::{Limit, Limits};
@@ -18,6 +19,7 @@ pub(crate) struct RequestState {
     table: ResourceTable,
     hooks: OutboundHooks,
     pub(crate) crypto: CryptoCtx,
+    pub(crate) cache: CacheCtx,
     memory: MemoryLimiter,
     cpu_ticks_left: u64,
     /// One epoch tick, and host work done for the guest not yet charged as ticks.
@@ -36,6 +38,7 @@ impl RequestState {
         tick: std::time::Duration,
         hooks: OutboundHooks,
         crypto: CryptoCtx,
+        cache: CacheCtx,
     ) -> Self {
         let tick_ns = tick.as_nanos().max(1);
         let cpu_ticks = limits.cpu_time.as_nanos().div_ceil(tick_ns);
@@ -45,6 +48,7 @@ impl RequestState {
             table: ResourceTable::new(),
             hooks,
             crypto,
+            cache,
             memory: MemoryLimiter {
                 limit: usize::try_from(limits.memory).unwrap_or(usize::MAX),
                 exceeded: false,
