@@ -24,6 +24,8 @@ pub struct IncomingBody {
 enum Source {
     Request(IncomingRequest),
     Response(IncomingResponse),
+    /// A stream of its own (a cached body).
+    Stream(InputStream),
 }
 
 impl IncomingBody {
@@ -43,6 +45,14 @@ impl IncomingBody {
         }
     }
 
+    pub(crate) fn from_stream(stream: InputStream) -> Self {
+        Self {
+            stream: None,
+            body: None,
+            source: Some(Source::Stream(stream)),
+        }
+    }
+
     pub(crate) fn empty() -> Self {
         Self {
             stream: None,
@@ -56,6 +66,10 @@ impl IncomingBody {
         let body = match self.source.take() {
             Some(Source::Request(request)) => request.consume().ok(),
             Some(Source::Response(response)) => response.consume().ok(),
+            Some(Source::Stream(stream)) => {
+                self.stream = Some(stream);
+                return;
+            }
             None => return,
         };
         self.body = body;
@@ -117,9 +131,10 @@ impl IncomingBody {
         self.body = None;
     }
 
-    pub(crate) fn take_stream(&mut self) -> Option<(InputStream, WasiIncomingBody)> {
+    /// The body's stream, and the body it is a child of (none for a stream of its own).
+    pub(crate) fn take_stream(&mut self) -> Option<(InputStream, Option<WasiIncomingBody>)> {
         self.open();
-        Some((self.stream.take()?, self.body.take()?))
+        Some((self.stream.take()?, self.body.take()))
     }
 }
 

@@ -12,15 +12,7 @@
 
 use std::fmt;
 
-#[allow(missing_docs, unreachable_pub, clippy::all)]
-mod wit {
-    wit_bindgen::generate!({
-        path: "../wit",
-        world: "virga:edge/sdk",
-    });
-}
-
-use wit::virga::edge::crypto as host;
+use crate::bindings::virga::edge::crypto as host;
 
 pub use host::{Algorithm, Blinding, Hash, KeyFormat, SignatureEncoding};
 

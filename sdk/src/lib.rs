@@ -21,7 +21,9 @@
 
 #![deny(missing_docs)]
 
+mod bindings;
 mod body;
+pub mod cache;
 pub mod crypto;
 mod error;
 mod fetch;

@@ -1,0 +1,309 @@
+//! A caching reverse proxy as user code. Every request is forwarded to the origin in the
+//! deployment's `origin` variable (`http://host:port`), any method, path, query, headers and
+//! body; GET responses are cached in the host cache, which applies RFC 9111's rules. The proxy
+//! revalidates stale entries with their validators, serves stale on error where allowed,
+//! invalidates after unsafe methods, collapses concurrent misses, and says what it did in a
+//! `Cache-Status` field (RFC 9211).
+//!
+//! Variables: `origin` (required); `ignore_params`, query parameters left out of the cache key,
+//! comma-separated, `*` as a suffix for prefixes (default `utm_*`); `collapse_ms`, how long a
+//! request waits for another's fetch of the same key (default 5000).
+
+use std::time::Duration;
+
+use virga_sdk::cache::{self, Collapsed, Entry, Lookup, PutOptions, Stale, Stored};
+use virga_sdk::http::{self, HeaderMap, HeaderValue, Method, header};
+use virga_sdk::{Body, Env, Request, Response, Result, fetch};
+
+/// Headers that smuggle another method past caches; never forwarded.
+const METHOD_OVERRIDES: [&str; 3] = [
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
+
+/// Connection-specific fields (RFC 9110 §7.6.1), not forwarded either way.
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-authenticate",
+    "proxy-authorization",
+];
+
+fn text(status: u16, message: &str) -> Response {
+    let mut response = Response::new(format!("{message}\n").into());
+    *response.status_mut() = http::StatusCode::from_u16(status).unwrap_or_default();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+fn with_status(mut response: Response, cache_status: String) -> Response {
+    if let Ok(value) = HeaderValue::from_str(&cache_status) {
+        response.headers_mut().append("cache-status", value);
+    }
+    response
+}
+
+/// The cache key: the origin, the path, and the query with ignored parameters dropped and
+/// the rest sorted, so equivalent URLs share an entry.
+fn cache_key(origin: &str, uri: &http::Uri, ignored: &[String]) -> String {
+    let mut params: Vec<&str> = uri
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .filter(|p| {
+            let name = p.split('=').next().unwrap_or("");
+            !ignored.iter().any(|i| match i.strip_suffix('*') {
+                Some(prefix) => name.starts_with(prefix),
+                None => name == i,
+            })
+        })
+        .collect();
+    params.sort_unstable();
+    let mut key = format!("{origin}{}", uri.path());
+    if !params.is_empty() {
+        key.push('?');
+        key.push_str(&params.join("&"));
+    }
+    key
+}
+
+/// The headers to send upstream: the client's, minus connection-specific fields and method
+/// overrides.
+fn forwarded_headers(headers: &HeaderMap) -> HeaderMap {
+    let mut out = headers.clone();
+    let listed: Vec<String> = out
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|n| n.trim().to_ascii_lowercase())
+        .collect();
+    for name in listed
+        .iter()
+        .map(String::as_str)
+        .chain(HOP_BY_HOP)
+        .chain(METHOD_OVERRIDES)
+    {
+        out.remove(name);
+    }
+    out.remove(header::HOST);
+    out
+}
+
+/// Sends the request upstream; `extra` adds conditional fields for a revalidation.
+async fn forward(
+    method: &Method,
+    url: &str,
+    headers: &HeaderMap,
+    body: Body,
+    extra: &HeaderMap,
+) -> std::result::Result<Response, Response> {
+    let mut builder = http::Request::builder().method(method.clone()).uri(url);
+    if let Some(h) = builder.headers_mut() {
+        *h = forwarded_headers(headers);
+        for (name, value) in extra {
+            h.insert(name, value.clone());
+        }
+    }
+    let request = builder
+        .body(body)
+        .map_err(|e| text(502, &format!("bad upstream request: {e}")))?;
+    match fetch(request).await {
+        Ok(response) => {
+            let (mut parts, body) = response.into_parts();
+            parts.headers = forwarded_headers(&parts.headers);
+            Ok(Response::from_parts(parts, body.into()))
+        }
+        Err(e) => Err(text(502, &format!("the origin did not answer: {e}"))),
+    }
+}
+
+/// Serves a stored response (without body for HEAD).
+fn serve(entry: Entry, head: bool, cache_status: String) -> Response {
+    let mut response = entry.into_response();
+    if head {
+        *response.body_mut() = Body::empty();
+    }
+    with_status(response, cache_status)
+}
+
+/// Stores an origin response if RFC 9111 allows, and serves it.
+async fn store_and_serve(
+    request: &Request,
+    key: &str,
+    response: Response,
+    forward_status: &str,
+) -> Response {
+    let status = response.status().as_u16();
+    match cache::put_key(request, key, response, &PutOptions::default()).await {
+        Stored::Yes(entry) => serve(
+            entry,
+            false,
+            format!("virga; fwd={forward_status}; fwd-status={status}; stored"),
+        ),
+        Stored::No(response, _) => with_status(
+            response,
+            format!("virga; fwd={forward_status}; fwd-status={status}"),
+        ),
+        Stored::Failed(e) => text(502, &format!("storing the response failed: {e}")),
+    }
+}
+
+/// A stale entry: revalidate it with its validators (RFC 9111 §4.3), or serve it if the
+/// origin fails and `stale-if-error` allows (RFC 5861 §4).
+async fn revalidate(request: &Request, key: &str, url: &str, stale: Stale) -> Response {
+    let head = request.method() == Method::HEAD;
+    let upstream = forward(
+        &Method::GET,
+        url,
+        request.headers(),
+        Body::empty(),
+        &stale.conditional_headers,
+    )
+    .await;
+    match upstream {
+        Ok(response) if response.status() == http::StatusCode::NOT_MODIFIED => {
+            match cache::freshen(request, key, response.headers()) {
+                Ok(Some(entry)) => serve(entry, head, "virga; fwd=stale; fwd-status=304".into()),
+                _ => serve(stale.entry, head, "virga; fwd=stale; fwd-status=304".into()),
+            }
+        }
+        Ok(response) if response.status().is_server_error() && stale.serve_on_error => serve(
+            stale.entry,
+            head,
+            format!(
+                "virga; hit; fwd=stale; fwd-status={}; detail=stale-if-error",
+                response.status().as_u16()
+            ),
+        ),
+        Ok(response) => store_and_serve(request, key, response, "stale").await,
+        Err(_) if stale.serve_on_error => serve(
+            stale.entry,
+            head,
+            "virga; hit; fwd=stale; detail=stale-if-error".into(),
+        ),
+        Err(error) => error,
+    }
+}
+
+#[virga_sdk::handler]
+async fn handle(request: Request, env: Env) -> Result<Response> {
+    let Some(origin) = env.var("origin") else {
+        return Ok(text(
+            500,
+            "cache-proxy: set the deployment variable 'origin'",
+        ));
+    };
+    let origin = origin.trim_end_matches('/').to_owned();
+    let ignored: Vec<String> = env
+        .var("ignore_params")
+        .unwrap_or_else(|| "utm_*".into())
+        .split(',')
+        .map(|p| p.trim().to_owned())
+        .filter(|p| !p.is_empty())
+        .collect();
+    let collapse = Duration::from_millis(
+        env.var("collapse_ms")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(5000),
+    );
+    let path = request
+        .uri()
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_owned();
+    let url = format!("{origin}{path}");
+    let key = cache_key(&origin, request.uri(), &ignored);
+    let method = request.method().clone();
+
+    if method != Method::GET && method != Method::HEAD {
+        // Not cached; an unsafe method's success invalidates what the cache holds for the
+        // target URI and the same-origin Location / Content-Location (RFC 9111 §4.4).
+        let (parts, body) = request.into_parts();
+        let response = match forward(
+            &method,
+            &url,
+            &parts.headers,
+            body.into(),
+            &HeaderMap::new(),
+        )
+        .await
+        {
+            Ok(response) => response,
+            Err(error) => return Ok(error),
+        };
+        let safe = matches!(method, Method::OPTIONS | Method::TRACE);
+        if !safe && (response.status().is_success() || response.status().is_redirection()) {
+            cache::delete(&key);
+            for name in [header::LOCATION, header::CONTENT_LOCATION] {
+                let target = response.headers().get(&name).and_then(|v| v.to_str().ok());
+                if let Some(target) = target {
+                    let target = if target.starts_with('/') {
+                        format!("{origin}{target}")
+                    } else {
+                        target.to_owned()
+                    };
+                    if target.starts_with(&format!("{origin}/")) {
+                        if let Ok(uri) = target[origin.len()..].parse::<http::Uri>() {
+                            cache::delete(&cache_key(&origin, &uri, &ignored));
+                        }
+                    }
+                }
+            }
+        }
+        return Ok(with_status(response, "virga; fwd=request".into()));
+    }
+
+    let head = method == Method::HEAD;
+    let lookup =
+        cache::lookup_or_fill(&request, &key, collapse).map_err(|e| text(500, &e.to_string()));
+    let lookup = match lookup {
+        Ok(lookup) => lookup,
+        Err(error) => return Ok(error),
+    };
+    let _fill = match lookup {
+        Collapsed::Found(Lookup::Fresh(entry)) => {
+            let ttl = entry.ttl();
+            return Ok(serve(entry, head, format!("virga; hit; ttl={ttl}")));
+        }
+        Collapsed::Found(Lookup::Stale(stale)) => {
+            return Ok(revalidate(&request, &key, &url, stale).await);
+        }
+        Collapsed::Found(Lookup::Miss) | Collapsed::Miss => None,
+        Collapsed::Fill(fill) => Some(fill),
+    };
+    if request
+        .headers()
+        .get_all(header::CACHE_CONTROL)
+        .iter()
+        .any(|v| v.to_str().is_ok_and(|v| v.contains("only-if-cached")))
+    {
+        // RFC 9111 §5.2.1.7.
+        return Ok(text(504, "not in the cache (only-if-cached)"));
+    }
+    let response = match forward(
+        &method,
+        &url,
+        request.headers(),
+        Body::empty(),
+        &HeaderMap::new(),
+    )
+    .await
+    {
+        Ok(response) => response,
+        Err(error) => return Ok(error),
+    };
+    if head {
+        return Ok(with_status(response, "virga; fwd=miss".into()));
+    }
+    Ok(store_and_serve(&request, &key, response, "miss").await)
+}
