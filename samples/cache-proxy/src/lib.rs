@@ -252,10 +252,10 @@ async fn handle(request: Request, env: Env) -> Result<Response> {
                     } else {
                         target.to_owned()
                     };
-                    if target.starts_with(&format!("{origin}/")) {
-                        if let Ok(uri) = target[origin.len()..].parse::<http::Uri>() {
-                            cache::delete(&cache_key(&origin, &uri, &ignored));
-                        }
+                    if target.starts_with(&format!("{origin}/"))
+                        && let Ok(uri) = target[origin.len()..].parse::<http::Uri>()
+                    {
+                        cache::delete(&cache_key(&origin, &uri, &ignored));
                     }
                 }
             }

@@ -209,11 +209,11 @@ pub(crate) fn freshness_lifetime(
             .and_then(|expires| expires.duration_since(date_value).ok())
             .unwrap_or_default();
     }
-    if heuristically_cacheable(status) || directives.public {
-        if let Some(modified) = date(headers, header::LAST_MODIFIED) {
-            let since = date_value.duration_since(modified).unwrap_or_default();
-            return (since / 10).min(Duration::from_secs(86_400));
-        }
+    if (heuristically_cacheable(status) || directives.public)
+        && let Some(modified) = date(headers, header::LAST_MODIFIED)
+    {
+        let since = date_value.duration_since(modified).unwrap_or_default();
+        return (since / 10).min(Duration::from_secs(86_400));
     }
     Duration::ZERO
 }
@@ -247,10 +247,10 @@ fn vary_names(response: &HeaderMap) -> Option<Vec<HeaderName>> {
             if name == "*" {
                 return None;
             }
-            if let Ok(name) = HeaderName::from_bytes(name.as_bytes()) {
-                if !names.contains(&name) {
-                    names.push(name);
-                }
+            if let Ok(name) = HeaderName::from_bytes(name.as_bytes())
+                && !names.contains(&name)
+            {
+                names.push(name);
             }
         }
     }
@@ -394,15 +394,14 @@ impl Stored {
         }
         let staleness = age.saturating_sub(lifetime);
         // §4.2.4: a client's max-stale lets a stale response be used, unless forbidden.
-        if let Some(max_stale) = request.max_stale {
-            if !strict
-                && !res.no_cache
-                && !request.no_cache
-                && request.max_age.is_none_or(|m| age <= m)
-                && max_stale.is_none_or(|m| staleness <= m)
-            {
-                return Usable::Fresh;
-            }
+        if let Some(max_stale) = request.max_stale
+            && !strict
+            && !res.no_cache
+            && !request.no_cache
+            && request.max_age.is_none_or(|m| age <= m)
+            && max_stale.is_none_or(|m| staleness <= m)
+        {
+            return Usable::Fresh;
         }
         let may_serve_stale = !strict && !res.no_cache && !request.no_cache;
         let within = |window: Option<u64>| window.is_some_and(|w| staleness <= w);
