@@ -265,9 +265,11 @@ pub fn lookup_or_fill<B>(
 pub enum Stored {
     /// Stored: serve the entry (its body streams from the cache).
     Yes(Entry),
-    /// Not stored (the reason names the rule); the response is untouched: serve it.
+    /// Not stored (the reason names the rule, or the cache had no room); the response is
+    /// whole: serve it.
     No(Response, CacheError),
-    /// Storing failed after the body was taken (larger than the cache takes).
+    /// The body turned out larger than the cache takes and was cut; the response is lost
+    /// (send the request again, without caching).
     Failed(CacheError),
 }
 
@@ -309,9 +311,22 @@ pub async fn put_key<B>(
         Ok(stream) => write_body(stream, body).await,
         Err(e) => return Stored::Failed(e.into()),
     };
-    match (written, host::Writer::finish(writer)) {
-        (_, Ok(entry)) => Stored::Yes(Entry(entry)),
-        (_, Err(e)) => Stored::Failed(e.into()),
+    if let Err(e) = written {
+        // A body that broke (or did not fit) is never stored: drop the writer unfinished.
+        drop(writer);
+        return Stored::Failed(CacheError::TooLarge(format!(
+            "the body was not stored: {}",
+            e.message()
+        )));
+    }
+    let finished = host::Writer::finish(writer);
+    match (finished.entry, finished.error) {
+        (Some(entry), None) => Stored::Yes(Entry(entry)),
+        (Some(entry), Some(e)) => Stored::No(Entry(entry).into_response(), e.into()),
+        (None, e) => Stored::Failed(e.map_or_else(
+            || CacheError::TooLarge("the body was cut".into()),
+            Into::into,
+        )),
     }
 }
 

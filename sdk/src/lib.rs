@@ -36,7 +36,7 @@ pub use bytes::Bytes;
 pub use error::Error;
 pub use fetch::{FetchError, fetch};
 pub use http;
-pub use reactor::join_all;
+pub use reactor::{join_all, wait_until};
 pub use virga_sdk_macro::handler;
 
 /// A request as a handler receives it.

@@ -19,6 +19,8 @@ thread_local! {
     static WAITING: RefCell<Vec<Weak<Pollable>>> = const { RefCell::new(Vec::new()) };
     /// Background work of the handler (request bodies going up), driven beside it.
     static TASKS: RefCell<Vec<Task>> = const { RefCell::new(Vec::new()) };
+    /// Work to finish after the response is sent (`wait_until`).
+    static AFTER: RefCell<Vec<Task>> = const { RefCell::new(Vec::new()) };
     /// Whether a background task is being polled.
     static IN_TASK: Cell<bool> = const { Cell::new(false) };
 }
@@ -34,6 +36,24 @@ pub(crate) fn may_block() -> bool {
 /// whichever comes first.
 pub(crate) fn spawn(task: impl Future<Output = ()> + 'static) {
     TASKS.with(|t| t.borrow_mut().push(Box::pin(task)));
+}
+
+/// Runs `work` after the handler's response has been sent, before the request ends (like
+/// `waitUntil` in Workers): revalidating a cache entry, sending a log line. The deployment's
+/// CPU and wall-time limits still bound it.
+pub fn wait_until(work: impl Future<Output = ()> + 'static) {
+    AFTER.with(|t| t.borrow_mut().push(Box::pin(work)));
+}
+
+/// Runs the work given to [`wait_until`] to its end.
+pub(crate) async fn run_after_response() {
+    loop {
+        let after = AFTER.with(|t| std::mem::take(&mut *t.borrow_mut()));
+        if after.is_empty() {
+            return;
+        }
+        join_all(after).await;
+    }
 }
 
 /// Polls every background task once, keeping those still pending.

@@ -50,6 +50,7 @@ where
             response
         });
         send(response, out).await;
+        reactor::run_after_response().await;
     });
 }
 

@@ -63,6 +63,9 @@ pub(crate) struct GuestBody {
     /// [`Limits::response_body`](crate::Limits::response_body), and the bytes sent so far.
     max: u64,
     sent: u64,
+    /// The length the response declared, if any: once that much is sent the body is
+    /// complete even if the server stops polling before seeing its end.
+    declared: Option<u64>,
 }
 
 impl GuestBody {
@@ -71,6 +74,7 @@ impl GuestBody {
         task: Option<JoinHandle<()>>,
         failure: Arc<OnceLock<String>>,
         max: u64,
+        declared: Option<u64>,
     ) -> Self {
         Self {
             inner,
@@ -79,6 +83,7 @@ impl GuestBody {
             ended: false,
             max,
             sent: 0,
+            declared,
         }
     }
 
@@ -162,7 +167,13 @@ impl http_body::Body for GuestBody {
 
 impl Drop for GuestBody {
     fn drop(&mut self) {
-        if let Some(task) = self.task.take() {
+        // Dropped before its end: the client went away, so the guest is stopped. A body
+        // that delivered all it declared is complete (the server need not poll for its end):
+        // the guest finishes its post-response work.
+        let complete = self.declared.is_some_and(|len| self.sent >= len);
+        if let Some(task) = self.task.take()
+            && !complete
+        {
             task.abort();
         }
     }

@@ -257,7 +257,8 @@ where
                 }
                 return Err(limit_failure(Limit::ResponseBody));
             }
-            Ok(response.map(|body| GuestBody::new(body, task, failure_note, max).boxed_unsync()))
+            Ok(response
+                .map(|body| GuestBody::new(body, task, failure_note, max, declared).boxed_unsync()))
         }
         Ok(Err(code)) => Err(failure(GuestFailure::ErrorCode(error_code_name(&code)))),
         Err(_) => match done_rx.await {

@@ -5,15 +5,20 @@
 //! invalidates after unsafe methods, collapses concurrent misses, and says what it did in a
 //! `Cache-Status` field (RFC 9211).
 //!
+//! Tags: an origin response's `Cache-Tag` field (comma-separated, not passed on) tags the entry.
+//! Purging: `PURGE /path` removes that URL's entry, `PURGE` with `Cache-Tag: t` every entry
+//! tagged `t`; both need `Authorization: Bearer <purge_token>` and are refused when the
+//! `purge_token` variable is not set.
+//!
 //! Variables: `origin` (required); `ignore_params`, query parameters left out of the cache key,
 //! comma-separated, `*` as a suffix for prefixes (default `utm_*`); `collapse_ms`, how long a
-//! request waits for another's fetch of the same key (default 5000).
+//! request waits for another's fetch of the same key (default 5000); `purge_token`.
 
 use std::time::Duration;
 
 use virga_sdk::cache::{self, Collapsed, Entry, Lookup, PutOptions, Stale, Stored};
 use virga_sdk::http::{self, HeaderMap, HeaderValue, Method, header};
-use virga_sdk::{Body, Env, Request, Response, Result, fetch};
+use virga_sdk::{Body, Env, Request, Response, Result, fetch, wait_until};
 
 /// Headers that smuggle another method past caches; never forwarded.
 const METHOD_OVERRIDES: [&str; 3] = [
@@ -136,15 +141,31 @@ fn serve(entry: Entry, head: bool, cache_status: String) -> Response {
     with_status(response, cache_status)
 }
 
+/// The entry's tags, from the origin's `Cache-Tag` field, which is not passed on.
+fn take_tags(response: &mut Response) -> PutOptions {
+    let mut options = PutOptions::default();
+    for value in response.headers().get_all("cache-tag") {
+        for tag in value.to_str().unwrap_or("").split(',') {
+            if !tag.trim().is_empty() {
+                options = options.tag(tag.trim());
+            }
+        }
+    }
+    response.headers_mut().remove("cache-tag");
+    options
+}
+
 /// Stores an origin response if RFC 9111 allows, and serves it.
-async fn store_and_serve(
-    request: &Request,
+async fn store_and_serve<B>(
+    request: &http::Request<B>,
     key: &str,
-    response: Response,
+    url: &str,
+    mut response: Response,
     forward_status: &str,
 ) -> Response {
     let status = response.status().as_u16();
-    match cache::put_key(request, key, response, &PutOptions::default()).await {
+    let options = take_tags(&mut response);
+    match cache::put_key(request, key, response, &options).await {
         Stored::Yes(entry) => serve(
             entry,
             false,
@@ -154,14 +175,60 @@ async fn store_and_serve(
             response,
             format!("virga; fwd={forward_status}; fwd-status={status}"),
         ),
-        Stored::Failed(e) => text(502, &format!("storing the response failed: {e}")),
+        // Too large for the cache, and its body went into it: ask again, without storing.
+        Stored::Failed(_) => match forward(
+            &Method::GET,
+            url,
+            request.headers(),
+            Body::empty(),
+            &HeaderMap::new(),
+        )
+        .await
+        {
+            Ok(response) => with_status(
+                response,
+                format!("virga; fwd={forward_status}; detail=too-large"),
+            ),
+            Err(error) => error,
+        },
     }
 }
 
 /// A stale entry: revalidate it with its validators (RFC 9111 §4.3), or serve it if the
-/// origin fails and `stale-if-error` allows (RFC 5861 §4).
-async fn revalidate(request: &Request, key: &str, url: &str, stale: Stale) -> Response {
+/// origin fails and `stale-if-error` allows (RFC 5861 §4). With `stale-while-revalidate`
+/// (RFC 5861 §3) it is served at once and revalidated after the response is sent.
+async fn revalidate<B>(request: &http::Request<B>, key: &str, url: &str, stale: Stale) -> Response {
     let head = request.method() == Method::HEAD;
+    if stale.serve_while_revalidating {
+        let mut background = http::Request::new(());
+        *background.uri_mut() = request.uri().clone();
+        *background.headers_mut() = request.headers().clone();
+        let (key, url, conditional) = (key.to_owned(), url.to_owned(), stale.conditional_headers);
+        wait_until(async move {
+            let upstream = forward(
+                &Method::GET,
+                &url,
+                background.headers(),
+                Body::empty(),
+                &conditional,
+            )
+            .await;
+            match upstream {
+                Ok(response) if response.status() == http::StatusCode::NOT_MODIFIED => {
+                    let _ = cache::freshen(&background, &key, response.headers());
+                }
+                Ok(response) if !response.status().is_server_error() => {
+                    store_and_serve(&background, &key, &url, response, "stale").await;
+                }
+                _ => {}
+            }
+        });
+        return serve(
+            stale.entry,
+            head,
+            "virga; hit; fwd=stale; detail=stale-while-revalidate".into(),
+        );
+    }
     let upstream = forward(
         &Method::GET,
         url,
@@ -185,13 +252,43 @@ async fn revalidate(request: &Request, key: &str, url: &str, stale: Stale) -> Re
                 response.status().as_u16()
             ),
         ),
-        Ok(response) => store_and_serve(request, key, response, "stale").await,
+        Ok(response) => store_and_serve(request, key, url, response, "stale").await,
         Err(_) if stale.serve_on_error => serve(
             stale.entry,
             head,
             "virga; hit; fwd=stale; detail=stale-if-error".into(),
         ),
         Err(error) => error,
+    }
+}
+
+/// `PURGE`: removes the URL's entry, or with `Cache-Tag` every entry with that tag.
+fn purge(request: &Request, key: &str, token: Option<String>) -> Response {
+    let Some(token) = token else {
+        return text(
+            405,
+            "PURGE is off: set the deployment variable 'purge_token'",
+        );
+    };
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if !virga_sdk::crypto::constant_time_eq(given.as_bytes(), token.as_bytes()) {
+        return text(403, "PURGE needs Authorization: Bearer <purge_token>");
+    }
+    match request
+        .headers()
+        .get("cache-tag")
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(tag) => text(
+            200,
+            &format!("purged {} (tag {tag})", cache::purge_tag(tag.trim())),
+        ),
+        None => text(200, &format!("purged {}", u32::from(cache::delete(key)))),
     }
 }
 
@@ -225,6 +322,9 @@ async fn handle(request: Request, env: Env) -> Result<Response> {
     let key = cache_key(&origin, request.uri(), &ignored);
     let method = request.method().clone();
 
+    if method.as_str() == "PURGE" {
+        return Ok(purge(&request, &key, env.var("purge_token")));
+    }
     if method != Method::GET && method != Method::HEAD {
         // Not cached; an unsafe method's success invalidates what the cache holds for the
         // target URI and the same-origin Location / Content-Location (RFC 9111 §4.4).
@@ -264,11 +364,22 @@ async fn handle(request: Request, env: Env) -> Result<Response> {
     }
 
     let head = method == Method::HEAD;
-    let lookup =
-        cache::lookup_or_fill(&request, &key, collapse).map_err(|e| text(500, &e.to_string()));
-    let lookup = match lookup {
-        Ok(lookup) => lookup,
-        Err(error) => return Ok(error),
+    // A request the cache cannot key (an over-long URL) bypasses it.
+    let Ok(lookup) = cache::lookup_or_fill(&request, &key, collapse) else {
+        return Ok(
+            match forward(
+                &method,
+                &url,
+                request.headers(),
+                Body::empty(),
+                &HeaderMap::new(),
+            )
+            .await
+            {
+                Ok(response) => with_status(response, "virga; fwd=bypass".into()),
+                Err(error) => error,
+            },
+        );
     };
     let _fill = match lookup {
         Collapsed::Found(Lookup::Fresh(entry)) => {
@@ -305,5 +416,5 @@ async fn handle(request: Request, env: Env) -> Result<Response> {
     if head {
         return Ok(with_status(response, "virga; fwd=miss".into()));
     }
-    Ok(store_and_serve(&request, &key, response, "miss").await)
+    Ok(store_and_serve(&request, &key, &url, response, "miss").await)
 }

@@ -20,8 +20,8 @@ pub(crate) use collapse::Collapser;
 pub use collapse::FillToken;
 
 use crate::bindings::virga::edge::cache::{
-    CacheError, CacheRequest, CollapsedLookup, HeaderList, Host, HostEntry, HostFillToken,
-    HostWriter, LookupResult, PutOptions, StaleEntry,
+    CacheError, CacheRequest, CollapsedLookup, Finished, HeaderList, Host, HostEntry,
+    HostFillToken, HostWriter, LookupResult, PutOptions, StaleEntry,
 };
 use crate::deployment::SharedDeployment;
 use crate::state::RequestState;
@@ -255,6 +255,15 @@ impl Host for RequestState {
             headers.insert(http::header::AGE, age);
         }
         let capacity = usize::try_from(self.namespace().1 / 2).unwrap_or(usize::MAX);
+        // A body declared too large is refused now, while the handler still has it.
+        let declared = crate::body::declared_length(&headers);
+        if declared.is_some_and(|len| len >= capacity as u64) {
+            return Ok(Err(CacheError::TooLarge(format!(
+                "a {}-byte body is more than this deployment's cache takes in one entry \
+                 ({capacity} bytes)",
+                declared.unwrap_or_default()
+            ))));
+        }
         let writer = CacheWriter {
             key,
             request: request_headers,
@@ -394,15 +403,18 @@ impl HostWriter for RequestState {
         Ok(Ok(self.table_mut().push(stream)?))
     }
 
-    async fn finish(&mut self, writer: Resource<CacheWriter>) -> Result<Resource<CacheEntry>> {
+    async fn finish(&mut self, writer: Resource<CacheWriter>) -> wasmtime::Result<Finished> {
         let writer = self.table_mut().delete(writer)?;
         let body = writer.body.contents();
         if body.len() >= writer.capacity {
-            return Ok(Err(CacheError::TooLarge(format!(
-                "the body reached the largest entry this deployment's cache share takes \
-                 ({} bytes)",
-                writer.capacity
-            ))));
+            return Ok(Finished {
+                entry: None,
+                error: Some(CacheError::TooLarge(format!(
+                    "the body reached the largest entry this deployment's cache takes \
+                     ({} bytes) and was cut",
+                    writer.capacity
+                ))),
+            });
         }
         let now = SystemTime::now();
         let directives = Directives::parse(&writer.headers);
@@ -424,10 +436,11 @@ impl HostWriter for RequestState {
             lifetime,
             tags: writer.tags,
         });
-        if let Err(e) = self.store(&writer.key, stored.clone()) {
-            return Ok(Err(e));
-        }
-        Ok(Ok(self.table_mut().push(CacheEntry(stored))?))
+        let error = self.store(&writer.key, stored.clone()).err();
+        Ok(Finished {
+            entry: Some(self.table_mut().push(CacheEntry(stored))?),
+            error,
+        })
     }
 
     async fn drop(&mut self, writer: Resource<CacheWriter>) -> wasmtime::Result<()> {

@@ -191,14 +191,23 @@ impl CacheBackend for MokaCache {
         }
         let cache = self.namespace(namespace, quota);
         let replaced = cache.get(key).map_or(0, |old| old.weight());
-        let used = self.used.load(Ordering::Relaxed);
-        if used.saturating_sub(replaced) + size > self.capacity {
-            // Let pending evictions land, then look again.
+        let fits =
+            || self.used.load(Ordering::Relaxed).saturating_sub(replaced) + size <= self.capacity;
+        if !fits() {
+            // Let pending evictions land; if the whole cache is still full, this namespace
+            // makes room among its own entries (never another's).
             cache.run_pending_tasks();
-            if self.used.load(Ordering::Relaxed).saturating_sub(replaced) + size > self.capacity {
-                return Err(CacheFull::Full {
-                    capacity: self.capacity,
-                });
+            let mut own = cache.iter().map(|(k, _)| k);
+            while !fits() {
+                let Some(victim) = own.next() else {
+                    return Err(CacheFull::Full {
+                        capacity: self.capacity,
+                    });
+                };
+                if victim.as_str() != key {
+                    cache.invalidate(victim.as_str());
+                    cache.run_pending_tasks();
+                }
             }
         }
         self.used.fetch_add(size, Ordering::Relaxed);

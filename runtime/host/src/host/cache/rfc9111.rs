@@ -377,17 +377,19 @@ impl Stored {
     /// Whether it may answer a request with `request` directives at `now` (RFC 9111 §4.2,
     /// §4.2.4, §5.2.1; RFC 5861).
     pub(crate) fn usable(&self, request: &Directives, now: SystemTime) -> Usable {
-        let age = self.age(now).as_secs();
-        let lifetime = self.lifetime.as_secs();
+        let secs = Duration::from_secs;
+        let age = self.age(now);
+        let lifetime = self.lifetime;
         let res = &self.directives;
         // must-revalidate, proxy-revalidate and s-maxage (§5.2.2.10) forbid serving stale.
         let strict = res.must_revalidate || res.proxy_revalidate || res.s_maxage.is_some();
         let mut fresh = age < lifetime && !res.no_cache && !request.no_cache;
+        // §5.2.1.1: no older than max-age (so max-age=0 always validates).
         if let Some(max_age) = request.max_age {
-            fresh &= age <= max_age;
+            fresh &= age <= secs(max_age);
         }
         if let Some(min_fresh) = request.min_fresh {
-            fresh &= lifetime.saturating_sub(age) >= min_fresh;
+            fresh &= lifetime.saturating_sub(age) >= secs(min_fresh);
         }
         if fresh {
             return Usable::Fresh;
@@ -398,13 +400,13 @@ impl Stored {
             && !strict
             && !res.no_cache
             && !request.no_cache
-            && request.max_age.is_none_or(|m| age <= m)
-            && max_stale.is_none_or(|m| staleness <= m)
+            && request.max_age.is_none_or(|m| age <= secs(m))
+            && max_stale.is_none_or(|m| staleness <= secs(m))
         {
             return Usable::Fresh;
         }
         let may_serve_stale = !strict && !res.no_cache && !request.no_cache;
-        let within = |window: Option<u64>| window.is_some_and(|w| staleness <= w);
+        let within = |window: Option<u64>| window.is_some_and(|w| staleness <= secs(w));
         Usable::Stale {
             while_revalidating: may_serve_stale && within(res.stale_while_revalidate),
             on_error: may_serve_stale
