@@ -27,6 +27,46 @@ pub struct Config {
     /// Outbound fetch.
     #[serde(default)]
     pub fetch: FetchConfig,
+    /// The host cache.
+    #[serde(default)]
+    pub cache: CacheConfig,
+}
+
+/// `[cache]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct CacheConfig {
+    /// MiB the in-memory cache holds over all deployments (each also has its share, the
+    /// `cache_mib` limit). Default 256.
+    #[serde(default = "CacheConfig::default_capacity_mib")]
+    pub capacity_mib: u64,
+}
+
+impl CacheConfig {
+    fn default_capacity_mib() -> u64 {
+        256
+    }
+
+    /// The capacity in bytes; an error naming the problem for 0 or an absurd size.
+    pub fn capacity(&self) -> Result<u64, Error> {
+        match self.capacity_mib.checked_mul(1 << 20) {
+            Some(bytes) if bytes > 0 => Ok(bytes),
+            _ => Err(Error::Config(format!(
+                "[cache] capacity_mib must be between 1 and {}, not {}",
+                u64::MAX >> 20,
+                self.capacity_mib
+            ))),
+        }
+    }
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            capacity_mib: Self::default_capacity_mib(),
+        }
+    }
 }
 
 /// `[fetch]`.
@@ -287,6 +327,9 @@ impl Config {
         if self.server.max_upload_mib == 0 {
             return fail("max_upload_mib must be at least 1".into());
         }
+        if let Err(Error::Config(e)) = self.cache.capacity() {
+            return fail(e);
+        }
         if let Err(Error::Config(e)) = self.limits.over(&Limits::default()) {
             return fail(format!("[limits]: {e}"));
         }
@@ -431,6 +474,15 @@ mod tests {
                 "invalid value",
             ),
             ("[server", "unclosed table"),
+            (
+                "[cache]\ncapacity_mib = 0",
+                "capacity_mib must be between 1",
+            ),
+            ("[cache]\nsize = 5", "unknown field `size`"),
+            (
+                "[limits]\ncache_mib = 0",
+                "'cache_mib' must be greater than 0",
+            ),
         ] {
             let err = Config::parse(text, "test.toml").unwrap_err().to_string();
             assert!(err.contains(expected), "{text:?}: {err}");

@@ -34,6 +34,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
         .max_instances(server_config.max_instances)
         .extra_root_certificates(config.fetch.load_ca_certs()?)
         .key_store(Arc::new(config.load_keys()?))
+        .cache_capacity(config.cache.capacity()?)
         .build()
         .context("restoring the deployments")?;
     let restored = runtime.deployments().len();

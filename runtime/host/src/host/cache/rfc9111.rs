@@ -469,3 +469,179 @@ impl Stored {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (n, v) in pairs {
+            map.append(
+                HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        map
+    }
+
+    fn stored(response: &[(&str, &str)], lifetime: u64, age: u64) -> Stored {
+        let headers = headers(response);
+        Stored {
+            status: 200,
+            directives: Directives::parse(&headers),
+            headers,
+            body: Bytes::new(),
+            vary: Vec::new(),
+            response_time: SystemTime::now(),
+            initial_age: Duration::from_secs(age),
+            lifetime: Duration::from_secs(lifetime),
+            tags: Vec::new(),
+        }
+    }
+
+    /// §5.2: names are case-insensitive, quoted commas do not split, the first of a repeated
+    /// directive counts; §5.4: Pragma only without Cache-Control.
+    #[test]
+    fn directives_parse_robustly() {
+        let d = Directives::parse(&headers(&[
+            ("cache-control", "Max-Age=10, foo=\"a,b\", max-age=99"),
+            ("cache-control", "S-MAXAGE=5, must-revalidate"),
+        ]));
+        assert_eq!((d.max_age, d.s_maxage), (Some(10), Some(5)));
+        assert!(d.must_revalidate && !d.no_cache);
+        assert!(Directives::parse(&headers(&[("pragma", "no-cache")])).no_cache);
+        let both = headers(&[("pragma", "no-cache"), ("cache-control", "max-age=5")]);
+        assert!(!Directives::parse(&both).no_cache);
+        let d = Directives::parse(&headers(&[("cache-control", "max-stale, min-fresh=3")]));
+        assert_eq!((d.max_stale, d.min_fresh), (Some(None), Some(3)));
+    }
+
+    /// §3: what a shared cache may store.
+    #[test]
+    fn storable_follows_section_3() {
+        let get = http::Method::GET;
+        let none = HeaderMap::new();
+        let ok = headers(&[("cache-control", "max-age=60")]);
+        assert!(storable(&get, 200, &none, &ok, false, false).is_ok());
+        assert!(storable(&http::Method::POST, 200, &none, &ok, false, false).is_err());
+        assert!(storable(&get, 206, &none, &ok, false, false).is_err());
+        assert!(storable(&get, 500, &none, &ok, false, false).is_err());
+        assert!(storable(&get, 500, &none, &ok, false, true).is_ok());
+        let no_store = headers(&[("cache-control", "no-store")]);
+        assert!(storable(&get, 200, &no_store, &ok, false, false).is_err());
+        let auth = headers(&[("authorization", "Basic x")]);
+        assert!(storable(&get, 200, &auth, &ok, false, false).is_err());
+        let shared = headers(&[("cache-control", "s-maxage=60")]);
+        assert!(storable(&get, 200, &auth, &shared, false, false).is_ok());
+        // 302 has no heuristic freshness: stored only with explicit freshness or a TTL.
+        assert!(storable(&get, 302, &none, &none, false, false).is_err());
+        assert!(storable(&get, 302, &none, &none, true, false).is_ok());
+        assert!(storable(&get, 200, &none, &none, false, false).is_ok());
+    }
+
+    /// §4.2.1 and §4.2.2.
+    #[test]
+    fn freshness_lifetime_order() {
+        let now = SystemTime::now();
+        let date = httpdate::fmt_http_date(now);
+        let later = httpdate::fmt_http_date(now + Duration::from_secs(100));
+        let modified = httpdate::fmt_http_date(now - Duration::from_secs(1000));
+        let life = |pairs: &[(&str, &str)]| {
+            let h = headers(pairs);
+            freshness_lifetime(200, &h, &Directives::parse(&h), now).as_secs()
+        };
+        assert_eq!(life(&[("cache-control", "max-age=5, s-maxage=7")]), 7);
+        assert_eq!(
+            life(&[("cache-control", "max-age=5"), ("expires", &later)]),
+            5
+        );
+        assert_eq!(life(&[("date", &date), ("expires", &later)]), 100);
+        assert_eq!(life(&[("date", &date), ("expires", "garbage")]), 0);
+        assert_eq!(life(&[("date", &date), ("last-modified", &modified)]), 100);
+        assert_eq!(life(&[]), 0);
+    }
+
+    /// §4.2.3: corrected initial age.
+    #[test]
+    fn initial_age_takes_the_larger_estimate() {
+        let now = SystemTime::now();
+        let sent = now - Duration::from_secs(2);
+        let old_date = httpdate::fmt_http_date(now - Duration::from_secs(50));
+        let age = |pairs: &[(&str, &str)]| initial_age(&headers(pairs), sent, now).as_secs();
+        assert_eq!(age(&[("age", "10")]), 12, "Age plus the response delay");
+        assert_eq!(
+            age(&[("age", "10"), ("date", &old_date)]),
+            50,
+            "apparent age"
+        );
+        assert_eq!(age(&[("age", "junk")]), 2);
+    }
+
+    /// §4.1: Vary compares normalized values; absent matches absent only.
+    #[test]
+    fn vary_normalizes_values() {
+        let response = headers(&[("vary", "Accept-Encoding, accept-language")]);
+        let request = headers(&[("accept-encoding", "gzip,  br"), ("accept-language", "en")]);
+        let key = vary_key(&request, &response).unwrap();
+        let same = headers(&[
+            ("accept-encoding", "gzip"),
+            ("accept-encoding", "br"),
+            ("accept-language", "en"),
+        ]);
+        assert!(vary_matches(&key, &same));
+        assert!(!vary_matches(
+            &key,
+            &headers(&[("accept-encoding", "gzip, br")])
+        ));
+        assert!(vary_key(&request, &headers(&[("vary", "a, *")])).is_none());
+    }
+
+    /// §4.2.4, §5.2.1: request directives and the strictness of s-maxage.
+    #[test]
+    fn usable_honours_request_directives() {
+        let now = SystemTime::now();
+        let fresh = stored(&[("cache-control", "max-age=60")], 60, 10);
+        let none = Directives::default();
+        assert_eq!(fresh.usable(&none, now), Usable::Fresh);
+        let min_fresh = Directives::parse(&headers(&[("cache-control", "min-fresh=55")]));
+        assert!(matches!(
+            fresh.usable(&min_fresh, now),
+            Usable::Stale { .. }
+        ));
+        let stale = stored(&[("cache-control", "max-age=5")], 5, 10);
+        let max_stale = Directives::parse(&headers(&[("cache-control", "max-stale=10")]));
+        assert_eq!(stale.usable(&max_stale, now), Usable::Fresh);
+        let strict = stored(&[("cache-control", "s-maxage=5, stale-if-error=60")], 5, 10);
+        assert_eq!(
+            strict.usable(&max_stale, now),
+            Usable::Stale {
+                while_revalidating: false,
+                on_error: false
+            }
+        );
+    }
+
+    /// §4.3.4: which stored response a 304 selects, and what freshening keeps.
+    #[test]
+    fn a_304_selects_by_strong_validator_and_keeps_content_length() {
+        let entry = stored(
+            &[("etag", "\"a\""), ("content-length", "5"), ("x-old", "1")],
+            0,
+            0,
+        );
+        assert!(entry.selected_by(&headers(&[("etag", "\"a\"")])));
+        assert!(!entry.selected_by(&headers(&[("etag", "W/\"a\"")])));
+        assert!(!entry.selected_by(&headers(&[("etag", "\"b\"")])));
+        let update = headers(&[
+            ("etag", "\"a\""),
+            ("cache-control", "max-age=30"),
+            ("content-length", "0"),
+            ("x-old", "2"),
+        ]);
+        let fresh = entry.freshened(&update, SystemTime::now());
+        assert_eq!(fresh.headers["content-length"], "5");
+        assert_eq!(fresh.headers["x-old"], "2");
+        assert_eq!(fresh.lifetime, Duration::from_secs(30));
+    }
+}
