@@ -8,24 +8,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh
-secs=${1:-10}
-conns=${2:-64}
-scripts/setup wrk openssl
-cargo build --release --quiet -p virga-cli
-(cd samples && cargo build --release --quiet --target wasm32-wasip2)
+prepare "${1:-10}" "${2:-64}" openssl
 (cd runtime/test-programs && cargo build --release --quiet --target wasm32-wasip2 -p crypto-probe)
 
 port=18480
 state=$(mktemp -d)
-unset RUST_BACKTRACE RUST_LIB_BACKTRACE
 openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$state/issuer.pem" 2>/dev/null
-cat > "$state/virga.toml" <<TOML
-[server]
-http = "127.0.0.1:$port"
-https = "off"
-admin = "off"
-state_dir = "$state/state"
-
+{ server_toml "$port" "$state"; cat <<TOML
 [[deployments]]
 name = "hello"
 module = "$PWD/samples/target/wasm32-wasip2/release/hello.wasm"
@@ -37,6 +26,7 @@ module = "$PWD/runtime/test-programs/target/wasm32-wasip2/release/crypto_probe.w
 routes = ["*/run"]
 keys.issuer = { algorithm = "rsabssa-sha384-pss-deterministic", file = "$state/issuer.pem" }
 TOML
+} > "$state/virga.toml"
 target/release/virga serve --config "$state/virga.toml" >/dev/null 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null || true; rm -rf "$state"' EXIT

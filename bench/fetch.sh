@@ -7,30 +7,21 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh
-secs=${1:-10}
-conns=${2:-64}
-scripts/setup wrk
-cargo build --release --quiet -p virga-cli
+prepare "${1:-10}" "${2:-64}"
 cargo build --release --quiet -p virga --example plain_hyper
 (cd runtime/test-programs && cargo build --release --quiet --target wasm32-wasip2 -p fetcher)
 
 virga_port=18180
 upstream_port=18191
 state=$(mktemp -d)
-unset RUST_BACKTRACE RUST_LIB_BACKTRACE
-cat > "$state/virga.toml" <<TOML
-[server]
-http = "127.0.0.1:$virga_port"
-https = "off"
-admin = "off"
-state_dir = "$state/state"
-
+{ server_toml "$virga_port" "$state"; cat <<TOML
 [[deployments]]
 name = "fetcher"
 module = "$PWD/runtime/test-programs/target/wasm32-wasip2/release/fetcher.wasm"
 routes = ["*/*"]
 allow = ["http://127.0.0.1:$upstream_port"]
 TOML
+} > "$state/virga.toml"
 target/release/examples/plain_hyper 127.0.0.1:$upstream_port >/dev/null &
 upstream_pid=$!
 target/release/virga serve --config "$state/virga.toml" >/dev/null 2>&1 &

@@ -7,29 +7,20 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh
-secs=${1:-10}
-conns=${2:-64}
-scripts/setup wrk
-cargo build --release --quiet -p virga-cli
+prepare "${1:-10}" "${2:-64}"
 cargo build --release --quiet -p virga --example plain_hyper
 (cd samples && cargo build --release --quiet --target wasm32-wasip2)
 
 virga_port=18080
 plain_port=18091
 state=$(mktemp -d)
-unset RUST_BACKTRACE RUST_LIB_BACKTRACE
-cat > "$state/virga.toml" <<TOML
-[server]
-http = "127.0.0.1:$virga_port"
-https = "off"
-admin = "off"
-state_dir = "$state/state"
-
+{ server_toml "$virga_port" "$state"; cat <<TOML
 [[deployments]]
 name = "hello"
 module = "$PWD/samples/target/wasm32-wasip2/release/hello.wasm"
 routes = ["*/*"]
 TOML
+} > "$state/virga.toml"
 target/release/virga serve --config "$state/virga.toml" >/dev/null 2>&1 &
 virga_pid=$!
 target/release/examples/plain_hyper 127.0.0.1:$plain_port >/dev/null &

@@ -18,3 +18,21 @@ measure() {
   printf '%-16s %10s req/s   p50 %8s   p99 %8s\n' "$1" "$rps" "$p50" "$p99" >&2
   echo "$rps"
 }
+
+# prepare [seconds] [connections] [packages...]: sets `secs` and `conns` (default 10 s, 64),
+# installs wrk and the packages given, builds the virga binary and the samples.
+prepare() {
+  secs=${1:-10}
+  conns=${2:-64}
+  shift $(($# < 2 ? $# : 2))
+  scripts/setup wrk "$@"
+  cargo build --release --quiet -p virga-cli
+  (cd samples && cargo build --release --quiet --target wasm32-wasip2)
+  unset RUST_BACKTRACE RUST_LIB_BACKTRACE
+}
+
+# server_toml PORT STATE_DIR: the [server] table of a bench configuration: plain HTTP on
+# 127.0.0.1:PORT, no TLS, no admin API.
+server_toml() {
+  printf '[server]\nhttp = "127.0.0.1:%s"\nhttps = "off"\nadmin = "off"\nstate_dir = "%s/state"\n\n' "$1" "$2"
+}
