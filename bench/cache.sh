@@ -17,12 +17,7 @@ mkdir -p "$state/www"
 head -c 1024 /dev/urandom > "$state/www/1k"
 head -c 102400 /dev/urandom > "$state/www/100k"
 touch -d '10 days ago' "$state/www/1k" "$state/www/100k"
-{ server_toml "$port" "$state"; cat <<TOML
-[[deployments]]
-name = "hello"
-module = "$PWD/samples/target/wasm32-wasip2/release/hello.wasm"
-routes = ["*/hello"]
-
+{ server_toml "$port" "$state"; hello_toml "*/hello"; cat <<TOML
 [[deployments]]
 name = "proxy"
 module = "$PWD/samples/target/wasm32-wasip2/release/cache_proxy.wasm"

@@ -14,12 +14,7 @@ prepare "${1:-10}" "${2:-64}" openssl
 port=18480
 state=$(mktemp -d)
 openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$state/issuer.pem" 2>/dev/null
-{ server_toml "$port" "$state"; cat <<TOML
-[[deployments]]
-name = "hello"
-module = "$PWD/samples/target/wasm32-wasip2/release/hello.wasm"
-routes = ["*/hello"]
-
+{ server_toml "$port" "$state"; hello_toml "*/hello"; cat <<TOML
 [[deployments]]
 name = "crypto"
 module = "$PWD/runtime/test-programs/target/wasm32-wasip2/release/crypto_probe.wasm"

@@ -36,3 +36,8 @@ prepare() {
 server_toml() {
   printf '[server]\nhttp = "127.0.0.1:%s"\nhttps = "off"\nadmin = "off"\nstate_dir = "%s/state"\n\n' "$1" "$2"
 }
+
+# hello_toml ROUTE: a deployment of the hello sample on ROUTE, the same-run baseline.
+hello_toml() {
+  printf '[[deployments]]\nname = "hello"\nmodule = "%s/samples/target/wasm32-wasip2/release/hello.wasm"\nroutes = ["%s"]\n\n' "$PWD" "$1"
+}
