@@ -95,7 +95,7 @@ fn header_list(map: &HeaderMap) -> HeaderList {
         .collect()
 }
 
-/// The request's method, key and fields. GET and HEAD share GET's entries (RFC 9110 §9.3.2).
+/// The request's method, key and fields.
 fn parse_request(
     request: &CacheRequest,
 ) -> std::result::Result<(http::Method, String, HeaderMap), CacheError> {
@@ -107,11 +107,6 @@ fn parse_request(
             request.url.len()
         )));
     }
-    let method = if method == http::Method::HEAD {
-        http::Method::GET
-    } else {
-        method
-    };
     Ok((method, request.url.clone(), header_map(&request.headers)?))
 }
 
@@ -121,14 +116,15 @@ impl RequestState {
         (&deployment.name, deployment.limits.cache)
     }
 
-    /// The stored response that may answer `request` (RFC 9111 §4), if any.
+    /// The stored response that may answer `request` (RFC 9111 §4), if any. Only GET
+    /// responses are stored; HEAD uses them too (RFC 9110 §9.3.2).
     fn find(
         &self,
         method: &http::Method,
         key: &str,
         request: &HeaderMap,
     ) -> Option<(Arc<Stored>, Usable)> {
-        if method != http::Method::GET {
+        if method != http::Method::GET && method != http::Method::HEAD {
             return None;
         }
         let (namespace, _) = self.namespace();
@@ -203,7 +199,7 @@ impl Host for RequestState {
         if let Some(found) = self.find(&method, &key, &headers) {
             return Ok(self.lookup_result(Some(found))?.map(CollapsedLookup::Found));
         }
-        if method != http::Method::GET {
+        if method != http::Method::GET && method != http::Method::HEAD {
             return Ok(Ok(CollapsedLookup::Miss));
         }
         let namespace = self.namespace().0.to_owned();
@@ -295,7 +291,7 @@ impl Host for RequestState {
             Err(e) => return Ok(Err(e)),
         };
         let (namespace, quota) = self.namespace();
-        let Some(existing) = (method == http::Method::GET)
+        let Some(existing) = (method == http::Method::GET || method == http::Method::HEAD)
             .then(|| self.cache.backend.get(namespace, &key))
             .flatten()
         else {

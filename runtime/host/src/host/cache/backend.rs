@@ -135,11 +135,23 @@ impl MokaCache {
         self.used.load(Ordering::Relaxed)
     }
 
+    /// The namespace's cache, made (or remade, emptied, when its quota changed) on demand.
     fn namespace(&self, name: &str, quota: u64) -> Namespace {
-        if let Some(cache) = self.namespaces.read().expect("not poisoned").get(name) {
+        let current = |cache: &Namespace| cache.policy().max_capacity() == Some(quota);
+        if let Some(cache) = self.namespaces.read().expect("not poisoned").get(name)
+            && current(cache)
+        {
             return cache.clone();
         }
         let mut all = self.namespaces.write().expect("not poisoned");
+        if let Some(old) = all.get(name)
+            && !current(old)
+        {
+            // Emptied through its listener, so the bytes it held are given back.
+            old.invalidate_all();
+            old.run_pending_tasks();
+            all.remove(name);
+        }
         all.entry(name.to_owned())
             .or_insert_with(|| {
                 let used = self.used.clone();
@@ -232,5 +244,83 @@ impl CacheBackend for MokaCache {
         keys.iter()
             .filter(|k| cache.remove(k.as_str()).is_some())
             .count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::SystemTime;
+
+    use super::*;
+
+    fn entry(size: usize, tag: &str) -> CachedResponses {
+        let stored = Stored {
+            status: 200,
+            headers: http::HeaderMap::new(),
+            body: bytes::Bytes::from(vec![0u8; size]),
+            vary: Vec::new(),
+            directives: super::super::rfc9111::Directives::default(),
+            response_time: SystemTime::now(),
+            initial_age: Duration::ZERO,
+            lifetime: Duration::from_secs(60),
+            tags: vec![tag.to_owned()],
+        };
+        CachedResponses(vec![Arc::new(stored)].into())
+    }
+
+    #[test]
+    fn bytes_are_accounted_and_bounded() {
+        let cache = MokaCache::new(1 << 20);
+        let quota = 1 << 20;
+        for i in 0..20 {
+            cache
+                .insert("a", quota, &format!("k{i}"), entry(100_000, "t"))
+                .unwrap();
+            assert!(cache.used() <= 1 << 20, "used {}", cache.used());
+        }
+        // The whole cache is full of a's entries: b may not push them out, and a's entry
+        // cannot exceed half a's share.
+        assert!(matches!(
+            cache.insert("a", quota, "huge", entry(600_000, "t")),
+            Err(CacheFull::EntryTooLarge { .. })
+        ));
+        let before = cache.used();
+        assert!(matches!(
+            cache.insert("b", quota, "b1", entry(100_000, "t")),
+            Err(CacheFull::Full { .. })
+        ));
+        assert_eq!(cache.used(), before, "b evicted nothing of a's");
+        // a itself makes room among its own entries.
+        cache
+            .insert("a", quota, "k-new", entry(100_000, "t"))
+            .unwrap();
+        assert!(cache.used() <= 1 << 20);
+    }
+
+    #[test]
+    fn purge_tag_and_remove_stay_in_their_namespace() {
+        let cache = MokaCache::new(8 << 20);
+        let quota = 4 << 20;
+        cache.insert("a", quota, "x", entry(10, "news")).unwrap();
+        cache.insert("b", quota, "x", entry(10, "news")).unwrap();
+        cache.insert("a", quota, "y", entry(10, "sport")).unwrap();
+        assert_eq!(cache.purge_tag("a", "news"), 1);
+        assert!(cache.get("a", "x").is_none());
+        assert!(cache.get("a", "y").is_some());
+        assert!(cache.get("b", "x").is_some(), "b keeps its entry");
+        assert!(cache.remove("b", "x"));
+        assert!(!cache.remove("b", "x"));
+    }
+
+    #[test]
+    fn a_new_quota_empties_the_namespace_and_gives_its_bytes_back() {
+        let cache = MokaCache::new(8 << 20);
+        cache
+            .insert("a", 4 << 20, "x", entry(100_000, "t"))
+            .unwrap();
+        assert!(cache.used() > 0);
+        cache.insert("a", 2 << 20, "y", entry(10, "t")).unwrap();
+        assert!(cache.get("a", "x").is_none());
+        assert!(cache.used() < 1000, "used {}", cache.used());
     }
 }
