@@ -420,7 +420,7 @@ async fn authorized_requests_are_stored_only_when_allowed() {
     assert_eq!(origin.count("/pub"), 1);
 }
 
-/// RFC 5861 §4 and RFC 9111 §5.2.2.2: with stale-if-error a stale response is served when the
+/// RFC 5861 §4 and RFC 9111 §5.2.2.2, §5.2.2.8: with stale-if-error a stale response is served when the
 /// origin fails; with must-revalidate it never is.
 #[tokio::test]
 async fn stale_if_error_but_never_past_must_revalidate() {
@@ -444,11 +444,24 @@ async fn stale_if_error_but_never_past_must_revalidate() {
             "old",
         ),
     );
-    get(proxy.addr, "/sie").await;
-    get(proxy.addr, "/mr").await;
+    origin.set(
+        "/pr",
+        answer(
+            200,
+            &[(
+                "cache-control",
+                "max-age=1, proxy-revalidate, stale-if-error=60",
+            )],
+            "old",
+        ),
+    );
+    for path in ["/sie", "/mr", "/pr"] {
+        get(proxy.addr, path).await;
+    }
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    origin.set("/sie", answer(500, &[], "down"));
-    origin.set("/mr", answer(500, &[], "down"));
+    for path in ["/sie", "/mr", "/pr"] {
+        origin.set(path, answer(500, &[], "down"));
+    }
     let sie = get(proxy.addr, "/sie").await;
     assert_eq!(
         (sie.status, sie.body.as_str()),
@@ -457,8 +470,11 @@ async fn stale_if_error_but_never_past_must_revalidate() {
         sie.cache_status()
     );
     assert!(sie.cache_status().contains("stale-if-error"));
-    let mr = get(proxy.addr, "/mr").await;
-    assert_eq!((mr.status, mr.body.as_str()), (500, "down"));
+    // §5.2.2.8: proxy-revalidate binds a shared cache as must-revalidate does.
+    for path in ["/mr", "/pr"] {
+        let got = get(proxy.addr, path).await;
+        assert_eq!((got.status, got.body.as_str()), (500, "down"), "{path}");
+    }
 }
 
 /// RFC 5861 §3: within stale-while-revalidate the stale response is served at once and
@@ -613,7 +629,7 @@ async fn deployments_have_their_own_namespace_and_share() {
             quota: 1 << 20,
         },
     ];
-    let proxy = start_proxy(origin_addr, 64 << 20, &sites, &[]).await;
+    let proxy = start_proxy(origin_addr, 64 << 20, &sites, &[("purge_token", "t")]).await;
     let big = "x".repeat(100 * 1024);
     for i in 0..30 {
         origin.set(
@@ -639,6 +655,15 @@ async fn deployments_have_their_own_namespace_and_share() {
     assert!(
         from_b.cache_status().contains("hit"),
         "A filling its share evicts none of B's"
+    );
+    // A's purge of the same URL empties A's entry only.
+    let purge = [("host", "a.test"), ("authorization", "Bearer t")];
+    let purged = send(proxy.addr, "PURGE", "/shared", &purge, "").await;
+    assert_eq!(purged.status, 200);
+    let from_b = send(proxy.addr, "GET", "/shared", &host("b.test"), "").await;
+    assert!(
+        from_b.cache_status().contains("hit"),
+        "A cannot purge B's entry"
     );
     assert_eq!(origin.count("/shared"), 2);
 }
