@@ -180,6 +180,17 @@ pub(crate) async fn send(
     headers: &[(&str, &str)],
     body: &str,
 ) -> Got {
+    send_bytes(addr, method, path, headers, body.as_bytes()).await
+}
+
+/// [`send`] with a body of any bytes.
+pub(crate) async fn send_bytes(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Got {
     let mut stream = TcpStream::connect(addr).await.unwrap();
     let host = headers
         .iter()
@@ -189,8 +200,10 @@ pub(crate) async fn send(
     for (n, v) in headers.iter().filter(|(n, _)| *n != "host") {
         out.push_str(&format!("{n}: {v}\r\n"));
     }
-    out.push_str(&format!("content-length: {}\r\n\r\n{body}", body.len()));
-    stream.write_all(out.as_bytes()).await.unwrap();
+    out.push_str(&format!("content-length: {}\r\n\r\n", body.len()));
+    let mut out = out.into_bytes();
+    out.extend_from_slice(body);
+    stream.write_all(&out).await.unwrap();
     let mut all = Vec::new();
     stream.read_to_end(&mut all).await.unwrap();
     let text = String::from_utf8_lossy(&all).into_owned();

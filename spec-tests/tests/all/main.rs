@@ -8,6 +8,7 @@
 mod cache_harness;
 mod cache_proxy;
 mod curl;
+mod privacy_pass;
 mod probe;
 mod rfc9474;
 mod wycheproof;

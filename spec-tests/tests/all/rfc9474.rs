@@ -103,7 +103,7 @@ async fn rfc9474_vectors_pass_through_a_guest() {
 }
 
 /// Runs a Python script with `cryptography` and returns its standard output.
-fn python(script: &str, args: &[&str]) -> String {
+pub(crate) fn python(script: &str, args: &[&str]) -> String {
     let out = Command::new("python3")
         .arg("-c")
         .arg(script)
@@ -118,7 +118,8 @@ fn python(script: &str, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
-const NEW_KEY: &str = "
+/// Prints a fresh RSA-2048 private key, PKCS#8 DER in hex.
+pub(crate) const NEW_KEY: &str = "
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives import serialization as s
 k = rsa.generate_private_key(public_exponent=65537, key_size=2048)
