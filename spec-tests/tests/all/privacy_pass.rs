@@ -278,6 +278,9 @@ async fn bad_tokens_are_refused_with_the_reason() {
     assert_eq!(redeem(host.addr, &padded).await.status, 200);
 }
 
+/// A token request, its fields, and the status and reason expected.
+type BadRequest<'a> = (Vec<u8>, &'a [(&'a str, &'a str)], u16, &'a str);
+
 #[tokio::test]
 async fn malformed_token_requests_are_refused_by_the_issuer() {
     let host = start(None).await;
@@ -305,7 +308,7 @@ async fn malformed_token_requests_are_refused_by_the_issuer() {
         r
     };
     let ok_type = [("content-type", "application/private-token-request")];
-    let cases: Vec<(Vec<u8>, &[(&str, &str)], u16, &str)> = vec![
+    let cases: Vec<BadRequest<'_>> = vec![
         (
             request(2, key_id_last, &[1; 256]),
             &[("content-type", "text/plain")],
