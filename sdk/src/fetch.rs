@@ -23,6 +23,24 @@ impl FetchError {
     pub fn code(&self) -> &ErrorCode {
         &self.code
     }
+
+    /// Whether the upstream took too long: to resolve, to connect, to answer, or between
+    /// two pieces of its body (the host's `connect-timeout`, `first-byte-timeout` and
+    /// `between-bytes-timeout` limits included).
+    pub fn is_timeout(&self) -> bool {
+        match &self.code {
+            ErrorCode::DnsTimeout
+            | ErrorCode::ConnectionTimeout
+            | ErrorCode::ConnectionReadTimeout
+            | ErrorCode::ConnectionWriteTimeout
+            | ErrorCode::HttpResponseTimeout => true,
+            ErrorCode::InternalError(Some(message)) => message
+                .split(':')
+                .next()
+                .is_some_and(|rule| rule.ends_with("-timeout")),
+            _ => false,
+        }
+    }
 }
 
 impl fmt::Debug for FetchError {

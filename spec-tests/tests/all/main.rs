@@ -8,6 +8,7 @@
 mod cache_harness;
 mod cache_proxy;
 mod curl;
+mod doh;
 mod privacy_pass;
 mod probe;
 mod rfc9474;
