@@ -333,6 +333,11 @@ async fn answers_are_cached_with_ttls_that_count_down() {
     let second = get_query(virga.http, &wire_query(2, "WWW.test", 1)).await;
     assert_eq!(second.status, 200);
     assert_eq!(
+        &second.body.as_bytes()[..2],
+        &[0, 2],
+        "the client's message ID"
+    );
+    assert_eq!(
         unbound.queries(),
         before + 1,
         "the second query did not reach unbound"
@@ -361,6 +366,16 @@ async fn answers_are_cached_with_ttls_that_count_down() {
     let ttl: u32 = ttls.split_whitespace().nth(1).unwrap().parse().unwrap();
     assert!(ttl < 300, "{ttls}");
     assert_eq!(unbound.queries(), before + 1);
+    // A negative answer is cached for the SOA minimum (RFC 2308 §5: min(60, 3600)).
+    let n = unbound.queries();
+    let nx = get_query(virga.http, &wire_query(5, "nope.test", 1)).await;
+    assert_eq!(nx.header("cache-control"), Some("max-age=60"));
+    get_query(virga.http, &wire_query(6, "nope.test", 1)).await;
+    assert_eq!(
+        unbound.queries(),
+        n + 1,
+        "the NXDOMAIN was served from the cache"
+    );
     // An entry past its TTL is fetched again.
     get_query(virga.http, &wire_query(3, "short.test", 1)).await;
     tokio::time::sleep(Duration::from_millis(2200)).await;
