@@ -45,11 +45,28 @@ pub(crate) struct Seen {
 pub(crate) struct Origin {
     answers: Arc<Mutex<HashMap<String, Answer>>>,
     seen: Arc<Mutex<Vec<Seen>>>,
+    /// Answers like a fragile framework: 400 to a header over 4 KiB, 405 to a method
+    /// override, both marked cacheable (the origins of the CPDoS attacks).
+    strict: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Origin {
     pub(crate) fn set(&self, path: &str, answer: Answer) {
         self.answers.lock().unwrap().insert(path.to_owned(), answer);
+    }
+
+    /// Makes the origin answer oversized headers and method overrides with cacheable errors.
+    pub(crate) fn be_strict(&self) {
+        self.strict
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The names of every header the origin has seen.
+    pub(crate) fn seen_headers(&self) -> Vec<String> {
+        let seen = self.seen.lock().unwrap();
+        seen.iter()
+            .flat_map(|s| s.headers.iter().map(|(n, _)| n.clone()))
+            .collect()
     }
 
     pub(crate) fn count(&self, path: &str) -> usize {
@@ -87,23 +104,41 @@ impl Origin {
             first.next().unwrap_or("").to_owned(),
             first.next().unwrap_or("").to_owned(),
         );
-        let headers = lines
+        let headers: Vec<(String, String)> = lines
             .filter_map(|l| l.split_once(':'))
             .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
             .collect();
         let _ = body;
+        let strict_error = if !self.strict.load(std::sync::atomic::Ordering::Relaxed) {
+            None
+        } else if headers.iter().any(|(_, v)| v.len() > 4096) {
+            Some(answer(
+                400,
+                &[("cache-control", "max-age=600")],
+                "header too large",
+            ))
+        } else if headers.iter().any(|(n, _)| n.starts_with("x-http-method")) {
+            Some(answer(
+                405,
+                &[("cache-control", "max-age=600")],
+                "method not allowed",
+            ))
+        } else {
+            None
+        };
         self.seen.lock().unwrap().push(Seen {
             method,
             path: path.clone(),
             headers,
         });
-        let answer = self
-            .answers
-            .lock()
-            .unwrap()
-            .get(&path)
-            .cloned()
-            .unwrap_or_else(|| answer(404, &[], "no such path"));
+        let answer = strict_error.unwrap_or_else(|| {
+            self.answers
+                .lock()
+                .unwrap()
+                .get(&path)
+                .cloned()
+                .unwrap_or_else(|| answer(404, &[], "no such path"))
+        });
         tokio::time::sleep(answer.delay).await;
         let mut out = format!("HTTP/1.1 {} X\r\nconnection: close\r\n", answer.status);
         for (n, v) in &answer.headers {

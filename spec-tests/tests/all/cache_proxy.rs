@@ -827,3 +827,45 @@ async fn malformed_requests_and_responses_are_handled() {
     let got = send(proxy.addr, "GET", "/r", &weird, "").await;
     assert_eq!(got.status, 200);
 }
+
+/// Cache-poisoned denial of service (CPDoS: header oversize, meta characters, method
+/// override): whatever error an attacker's request provokes is never served to the next
+/// client; the proxy even refuses to store the origin's "cacheable" error pages.
+#[tokio::test]
+async fn attackers_cannot_poison_the_cache_with_error_pages() {
+    let (origin, proxy) = setup().await;
+    origin.be_strict();
+    let big = "x".repeat(6000);
+    // (attack, the status the attacker gets): the oversized header reaches the origin and gets
+    // its 400; a control character is refused by Virga's HTTP parser; override headers are
+    // stripped, so the origin never sees them and answers normally.
+    let attacks: [(&str, &str, u16); 4] = [
+        ("x-oversized", big.as_str(), 400),
+        ("x-meta", "a\u{7}b", 400),
+        ("x-http-method-override", "DELETE", 200),
+        ("x-http-method", "POST", 200),
+    ];
+    for (i, (name, value, status)) in attacks.iter().enumerate() {
+        let path = format!("/page{i}");
+        origin.set(
+            &path,
+            answer(200, &[("cache-control", "max-age=600")], "page"),
+        );
+        let attacker = send(proxy.addr, "GET", &path, &[(name, value)], "").await;
+        assert_eq!(attacker.status, *status, "{name}: {}", attacker.body);
+        assert!(attacker.status == 200 || !attacker.cache_status().contains("stored"));
+        let victim = get(proxy.addr, &path).await;
+        assert_eq!(
+            (victim.status, victim.body.as_str()),
+            (200, "page"),
+            "after {name}"
+        );
+    }
+    assert!(
+        !origin
+            .seen_headers()
+            .iter()
+            .any(|n| n.starts_with("x-http-method")),
+        "override headers never reach the origin"
+    );
+}
