@@ -139,6 +139,13 @@ pub struct ServerConfig {
     /// Instances that may run at once (requests in flight). Default 1000.
     #[serde(default = "default_instances")]
     pub max_instances: u32,
+    /// Connections open at once over all listeners; more are closed when accepted.
+    /// Default 10000.
+    #[serde(default = "default_connections")]
+    pub max_connections: usize,
+    /// Milliseconds a client may take to send a request head (slowloris). Default 30000.
+    #[serde(default = "default_header_timeout")]
+    pub header_timeout_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -154,6 +161,8 @@ impl Default for ServerConfig {
             max_upload_mib: default_max_upload(),
             keep_versions: default_keep(),
             max_instances: default_instances(),
+            max_connections: default_connections(),
+            header_timeout_ms: default_header_timeout(),
         }
     }
 }
@@ -327,6 +336,9 @@ impl Config {
         if self.server.max_upload_mib == 0 {
             return fail("max_upload_mib must be at least 1".into());
         }
+        if self.server.max_connections == 0 || self.server.header_timeout_ms == 0 {
+            return fail("max_connections and header_timeout_ms must be at least 1".into());
+        }
         if let Err(Error::Config(e)) = self.cache.capacity() {
             return fail(e);
         }
@@ -395,6 +407,12 @@ fn default_state_dir() -> PathBuf {
 }
 fn default_max_upload() -> u64 {
     64
+}
+fn default_connections() -> usize {
+    10_000
+}
+fn default_header_timeout() -> u64 {
+    30_000
 }
 fn default_keep() -> usize {
     10
@@ -479,6 +497,10 @@ mod tests {
                 "capacity_mib must be between 1",
             ),
             ("[cache]\nsize = 5", "unknown field `size`"),
+            (
+                "[server]\nmax_connections = 0",
+                "max_connections and header_timeout_ms",
+            ),
             (
                 "[limits]\ncache_mib = 0",
                 "'cache_mib' must be greater than 0",

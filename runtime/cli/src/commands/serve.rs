@@ -92,7 +92,11 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
         );
     }
 
-    let mut builder = Server::builder(runtime.clone());
+    let mut builder = Server::builder(runtime.clone())
+        .max_connections(server_config.max_connections)
+        .header_read_timeout(std::time::Duration::from_millis(
+            server_config.header_timeout_ms,
+        ));
     if let Some(addr) = server_config.http {
         builder = builder.http(addr);
     }

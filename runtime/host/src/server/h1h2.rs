@@ -19,14 +19,48 @@ use super::admin::{self, AdminOptions};
 use crate::dispatch::ConnectionInfo;
 use crate::runtime::Runtime;
 
-/// The connection builder shared by both listeners.
-pub(crate) fn connection_builder() -> auto::Builder<TokioExecutor> {
+/// What one connection may ask of the host: the bounds against protocol abuse.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ConnectionLimits {
+    /// Time to receive a request head on HTTP/1.1 (slowloris).
+    pub(crate) header_read_timeout: std::time::Duration,
+    /// Connections open at once over all listeners.
+    pub(crate) max_connections: usize,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: std::time::Duration::from_secs(30),
+            max_connections: 10_000,
+        }
+    }
+}
+
+/// Largest request head (request line and header fields) taken: more gets 431.
+const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// Most header fields in one request: more gets 431.
+const MAX_HEADERS: usize = 100;
+
+/// The connection builder shared by every listener.
+pub(crate) fn connection_builder(limits: &ConnectionLimits) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(std::time::Duration::from_secs(30));
-    builder.http2().timer(TokioTimer::new());
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(MAX_HEAD_BYTES)
+        .max_headers(MAX_HEADERS);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        // Header blocks (HEADERS + CONTINUATION) are bounded, streams at once are bounded,
+        // and a client that resets streams as fast as it opens them (CVE-2023-44487, rapid
+        // reset) or makes the server reset too many gets GOAWAY.
+        .max_header_list_size(MAX_HEAD_BYTES as u32)
+        .max_concurrent_streams(256)
+        .max_pending_accept_reset_streams(20)
+        .max_local_error_reset_streams(256);
     builder
 }
 
@@ -39,16 +73,30 @@ pub(crate) enum Role {
     Admin(AdminOptions),
 }
 
+/// What every listener of a server shares.
+#[derive(Clone)]
+pub(crate) struct Shared {
+    pub(crate) runtime: Runtime,
+    pub(crate) builder: Arc<auto::Builder<TokioExecutor>>,
+    /// The connection cap, as permits.
+    pub(crate) connections: Arc<tokio::sync::Semaphore>,
+    pub(crate) graceful: Arc<GracefulShutdown>,
+}
+
 /// Accepts connections until `stop` flips, serving each with the runtime.
 pub(crate) async fn accept_loop(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     role: Role,
-    runtime: Runtime,
-    builder: Arc<auto::Builder<TokioExecutor>>,
-    graceful: Arc<GracefulShutdown>,
+    shared: Shared,
     mut stop: watch::Receiver<bool>,
 ) {
+    let Shared {
+        runtime,
+        builder,
+        connections,
+        graceful,
+    } = shared;
     loop {
         let (stream, remote) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -62,6 +110,13 @@ pub(crate) async fn accept_loop(
             },
             _ = stop.changed() => return,
         };
+        // Past the connection cap, the connection is closed at once: the host's memory stays
+        // bounded and the connections it has keep being served.
+        let Ok(permit) = connections.clone().try_acquire_owned() else {
+            tracing::debug!(%remote, "connection cap reached; closing the new connection");
+            drop(stream);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let runtime = runtime.clone();
         let builder = builder.clone();
@@ -69,6 +124,7 @@ pub(crate) async fn accept_loop(
         let tls = tls.clone();
         let role = role.clone();
         tokio::spawn(async move {
+            let _permit = permit;
             match tls {
                 None => serve(stream, false, remote, runtime, role, &builder, watcher).await,
                 Some(acceptor) => {

@@ -42,9 +42,25 @@ pub struct ServerBuilder {
     https: Option<(SocketAddr, TlsIdentity)>,
     admin: Option<(SocketAddr, AdminOptions)>,
     drain_timeout: Duration,
+    limits: h1h2::ConnectionLimits,
 }
 
 impl ServerBuilder {
+    /// How long a client may take to send a request's head (request line and headers) on
+    /// HTTP/1.1 before the connection is closed: slowloris clients trickling headers forever
+    /// are cut here. Default is 30 s.
+    pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
+        self.limits.header_read_timeout = timeout;
+        self
+    }
+
+    /// Connections open at once over all listeners; a connection past the cap is closed as
+    /// soon as it is accepted. Default is 10 000.
+    pub fn max_connections(mut self, connections: usize) -> Self {
+        self.limits.max_connections = connections.max(1);
+        self
+    }
+
     /// Serves the admin API (plaintext HTTP/1.1; keep it on loopback or a private network)
     /// on `addr`. Default is none.
     pub fn admin(mut self, addr: SocketAddr, options: AdminOptions) -> Self {
@@ -103,6 +119,7 @@ impl ServerBuilder {
             http,
             https,
             drain_timeout: self.drain_timeout,
+            limits: self.limits,
         })
     }
 }
@@ -117,6 +134,7 @@ pub struct Server {
     admin_addr: Option<SocketAddr>,
     https_addr: Option<SocketAddr>,
     drain_timeout: Duration,
+    limits: h1h2::ConnectionLimits,
 }
 
 impl std::fmt::Debug for Server {
@@ -138,6 +156,7 @@ impl Server {
             https: None,
             admin: None,
             drain_timeout: Duration::from_secs(30),
+            limits: h1h2::ConnectionLimits::default(),
         }
     }
 
@@ -160,7 +179,8 @@ impl Server {
     /// finish (up to the drain timeout) and returns.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let graceful = Arc::new(GracefulShutdown::new());
-        let builder = Arc::new(h1h2::connection_builder());
+        let builder = Arc::new(h1h2::connection_builder(&self.limits));
+        let connections = Arc::new(tokio::sync::Semaphore::new(self.limits.max_connections));
         let (stop_tx, stop_rx) = watch::channel(false);
         let listeners = [
             self.http.map(|l| (l, None, h1h2::Role::Public)),
@@ -177,9 +197,12 @@ impl Server {
                     listener,
                     tls,
                     role,
-                    self.runtime.clone(),
-                    builder.clone(),
-                    graceful.clone(),
+                    h1h2::Shared {
+                        runtime: self.runtime.clone(),
+                        builder: builder.clone(),
+                        connections: connections.clone(),
+                        graceful: graceful.clone(),
+                    },
                     stop_rx.clone(),
                 ))
             })

@@ -3,6 +3,7 @@
 
 #![allow(missing_docs, unreachable_pub)]
 
+mod abuse;
 mod crypto;
 mod embedding;
 mod fetch;

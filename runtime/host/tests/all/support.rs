@@ -27,6 +27,8 @@ pub const ALL_PROTOS: [Proto; 3] = [Proto::H1, Proto::H2c, Proto::H2Tls];
 pub struct TestHostBuilder {
     runtime: Runtime,
     deployments: Vec<DeploymentConfig>,
+    header_timeout: Option<Duration>,
+    max_connections: Option<usize>,
 }
 
 impl TestHostBuilder {
@@ -55,13 +57,32 @@ impl TestHostBuilder {
         self
     }
 
+    /// Sets the server's header read timeout.
+    pub fn header_timeout(mut self, timeout: Duration) -> Self {
+        self.header_timeout = Some(timeout);
+        self
+    }
+
+    /// Sets the server's connection cap.
+    pub fn max_connections(mut self, connections: usize) -> Self {
+        self.max_connections = Some(connections);
+        self
+    }
+
     pub async fn start(self) -> TestHost {
         for config in self.deployments {
             self.runtime.deploy(config).expect("deploys");
         }
         let dir = tempdir();
         let (identity, cert_path) = TlsIdentity::self_signed(&dir).expect("self-signed cert");
-        let server = Server::builder(self.runtime.clone())
+        let mut server = Server::builder(self.runtime.clone());
+        if let Some(timeout) = self.header_timeout {
+            server = server.header_read_timeout(timeout);
+        }
+        if let Some(connections) = self.max_connections {
+            server = server.max_connections(connections);
+        }
+        let server = server
             .http("127.0.0.1:0".parse().unwrap())
             .https("127.0.0.1:0".parse().unwrap(), identity)
             .drain_timeout(Duration::from_secs(10))
@@ -136,6 +157,8 @@ impl TestHost {
         TestHostBuilder {
             runtime,
             deployments: Vec::new(),
+            header_timeout: None,
+            max_connections: None,
         }
     }
 

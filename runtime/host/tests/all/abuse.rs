@@ -1,0 +1,203 @@
+//! Protocol abuse on the public listeners: oversized and too many headers (431), slowloris
+//! (cut at the header timeout), connection floods past the cap, HTTP/2 rapid reset
+//! (CVE-2023-44487) and CONTINUATION floods. Each time the host survives and other clients
+//! are served.
+
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use virga_test_artifacts::HELLO;
+
+use crate::support::{Proto, TestHost};
+
+/// Sends `head` on a new connection and returns what came back (until close or 5 s).
+async fn raw(host: &TestHost, head: &[u8]) -> String {
+    let mut stream = TcpStream::connect(host.http).await.unwrap();
+    let _ = stream.write_all(head).await;
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+async fn still_served(host: &TestHost) {
+    let reply = host.get(Proto::H1, "/x").await.unwrap();
+    assert_eq!(reply.status, 200);
+}
+
+#[tokio::test]
+async fn oversized_or_too_many_headers_get_431() {
+    let host = TestHost::builder()
+        .guest("hello", HELLO, "*/*")
+        .start()
+        .await;
+    let big = format!(
+        "GET /x HTTP/1.1\r\nhost: a\r\nx-big: {}\r\n\r\n",
+        "a".repeat(100 * 1024)
+    );
+    assert!(raw(&host, big.as_bytes()).await.starts_with("HTTP/1.1 431"));
+    let long_line = format!(
+        "GET /{} HTTP/1.1\r\nhost: a\r\n\r\n",
+        "p".repeat(100 * 1024)
+    );
+    assert!(
+        raw(&host, long_line.as_bytes())
+            .await
+            .starts_with("HTTP/1.1 431")
+    );
+    let mut many = String::from("GET /x HTTP/1.1\r\nhost: a\r\n");
+    for i in 0..150 {
+        many.push_str(&format!("x-h{i}: v\r\n"));
+    }
+    many.push_str("\r\n");
+    assert!(
+        raw(&host, many.as_bytes())
+            .await
+            .starts_with("HTTP/1.1 431")
+    );
+    still_served(&host).await;
+}
+
+#[tokio::test]
+async fn a_slowloris_client_is_cut_at_the_header_timeout() {
+    let host = TestHost::builder()
+        .guest("hello", HELLO, "*/*")
+        .header_timeout(Duration::from_millis(500))
+        .start()
+        .await;
+    let mut stream = TcpStream::connect(host.http).await.unwrap();
+    stream
+        .write_all(b"GET /x HTTP/1.1\r\nhost: a\r\n")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut closed = false;
+    // One header byte every 100 ms, for up to 5 s.
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if stream.write_all(b"x").await.is_err() {
+            closed = true;
+            break;
+        }
+        let mut buf = [0u8; 256];
+        if let Ok(Ok(n)) =
+            tokio::time::timeout(Duration::from_millis(1), stream.read(&mut buf)).await
+        {
+            // The server answered (408) or closed (0): either way the connection ends.
+            let _ = n;
+            closed = true;
+            break;
+        }
+    }
+    let took = started.elapsed();
+    assert!(closed, "the trickling connection was never cut");
+    println!("slowloris connection cut after {took:?} (header timeout 500 ms)");
+    assert!(took < Duration::from_secs(3), "cut after {took:?}");
+    still_served(&host).await;
+}
+
+#[tokio::test]
+async fn connections_past_the_cap_are_closed_and_the_rest_served() {
+    let host = TestHost::builder()
+        .guest("hello", HELLO, "*/*")
+        .max_connections(3)
+        .start()
+        .await;
+    let mut idle = Vec::new();
+    for _ in 0..3 {
+        idle.push(TcpStream::connect(host.http).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The fourth is accepted by the kernel and closed by the server at once.
+    let got = raw(&host, b"GET /x HTTP/1.1\r\nhost: a\r\n\r\n").await;
+    assert_eq!(got, "", "a connection past the cap gets nothing");
+    drop(idle);
+    // Once the idle ones are gone, clients are served again.
+    let mut served = false;
+    for _ in 0..50 {
+        if let Ok(reply) = host.get(Proto::H1, "/x").await
+            && reply.status == 200
+        {
+            served = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(served);
+}
+
+#[tokio::test]
+async fn http2_rapid_reset_does_not_hurt_other_clients() {
+    let host = TestHost::builder()
+        .guest("hello", HELLO, "*/*")
+        .start()
+        .await;
+    let tcp = TcpStream::connect(host.http).await.unwrap();
+    let (mut client, connection) = h2::client::handshake(tcp).await.unwrap();
+    let driver = tokio::spawn(connection);
+    let mut sent = 0;
+    for _ in 0..5000 {
+        let request = http::Request::get("http://a/x").body(()).unwrap();
+        let Ok((_, mut stream)) = client.send_request(request, true) else {
+            break;
+        };
+        stream.send_reset(h2::Reason::CANCEL);
+        sent += 1;
+        if sent % 100 == 0 {
+            tokio::task::yield_now().await;
+        }
+    }
+    // Other clients are served during and after the attack.
+    still_served(&host).await;
+    let outcome = tokio::time::timeout(Duration::from_secs(5), driver).await;
+    println!("rapid reset: {sent} streams opened and reset; connection: {outcome:?}");
+    assert!(
+        matches!(&outcome, Ok(Ok(Err(e))) if e.is_go_away()),
+        "the abusive connection was not sent away: {outcome:?}"
+    );
+    still_served(&host).await;
+}
+
+#[tokio::test]
+async fn a_continuation_flood_is_cut_off() {
+    let host = TestHost::builder()
+        .guest("hello", HELLO, "*/*")
+        .start()
+        .await;
+    let mut stream = TcpStream::connect(host.http).await.unwrap();
+    // Client preface and an empty SETTINGS frame.
+    stream
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .await
+        .unwrap();
+    let frame = |kind: u8, flags: u8, payload: &[u8]| {
+        let len = payload.len() as u32;
+        let mut f = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
+        f.extend_from_slice(&1u32.to_be_bytes());
+        f.extend_from_slice(payload);
+        f
+    };
+    // HEADERS without END_HEADERS, then CONTINUATION frames that never end the block: each
+    // a literal header field of 16 000 bytes.
+    let mut field = vec![0x00, 0x05];
+    field.extend_from_slice(b"x-big");
+    field.extend_from_slice(&[0x7f, 0x81, 0xfc, 0x00]); // length 16000 (7-bit prefix 127 + 15873)
+    field.extend(std::iter::repeat_n(b'a', 16_000));
+    let mut written = 0usize;
+    let mut cut = false;
+    if stream.write_all(&frame(0x1, 0, &field)).await.is_err() {
+        cut = true;
+    }
+    while !cut && written < 64 << 20 {
+        match stream.write_all(&frame(0x9, 0, &field)).await {
+            Ok(()) => written += field.len(),
+            Err(_) => cut = true,
+        }
+    }
+    println!(
+        "CONTINUATION flood: the server stopped reading after {} KiB",
+        written >> 10
+    );
+    assert!(cut, "64 MiB of CONTINUATION frames were all taken");
+    still_served(&host).await;
+}
