@@ -201,3 +201,50 @@ async fn a_continuation_flood_is_cut_off() {
     assert!(cut, "64 MiB of CONTINUATION frames were all taken");
     still_served(&host).await;
 }
+
+#[tokio::test]
+async fn a_body_trickled_slower_than_the_wall_limit_allows_is_cut() {
+    let host = TestHost::builder()
+        .guest("echo", virga_test_artifacts::ECHO, "*/*")
+        .limits(virga::Limits::default().wall_time(Duration::from_secs(1)))
+        .start()
+        .await;
+    let mut stream = TcpStream::connect(host.http).await.unwrap();
+    stream
+        .write_all(b"POST /echo HTTP/1.1\r\nhost: a\r\ncontent-length: 1000000\r\n\r\n")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut answer = Vec::new();
+    let mut closed = false;
+    // A byte every 100 ms: the whole body would take a day. The echo guest answers at once and
+    // streams; at its wall-time limit the response is cut and the connection closed.
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let _ = stream.write_all(b"x").await;
+        let mut buf = [0u8; 4096];
+        match tokio::time::timeout(Duration::from_millis(1), stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => {
+                closed = true;
+                break;
+            }
+            Ok(Ok(n)) => answer.extend_from_slice(&buf[..n]),
+            Err(_) => {}
+        }
+    }
+    let took = started.elapsed();
+    let answer = String::from_utf8_lossy(&answer);
+    println!("slow body: connection closed after {took:?}");
+    assert!(closed, "the trickling request was never cut: {answer}");
+    assert!(took < Duration::from_secs(3), "cut after {took:?}");
+    assert!(
+        !answer.ends_with("\r\n0\r\n\r\n"),
+        "the cut response must not look complete"
+    );
+    still_served_by(&host, "/echo").await;
+}
+
+async fn still_served_by(host: &TestHost, path: &str) {
+    let reply = host.get(Proto::H1, path).await.unwrap();
+    assert!(reply.status.is_success(), "{}", reply.status);
+}
