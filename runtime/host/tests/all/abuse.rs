@@ -248,3 +248,39 @@ async fn still_served_by(host: &TestHost, path: &str) {
     let reply = host.get(Proto::H1, path).await.unwrap();
     assert!(reply.status.is_success(), "{}", reply.status);
 }
+
+#[tokio::test]
+async fn hostile_guests_end_within_their_limits_while_hello_is_served() {
+    let limits = virga::Limits::default()
+        .wall_time(Duration::from_secs(1))
+        .response_body(8 << 20);
+    let host = TestHost::builder()
+        .guest("hello", HELLO, "*/hello")
+        .guest("hostile", virga_test_artifacts::HOSTILE, "*/*")
+        .limits(limits)
+        .start()
+        .await;
+    // The stack overflow traps (500), megabytes of stdout are discarded (200), a pollable that
+    // never fires meets the wall limit (504), 10 000 response fields are refused (500), an
+    // endless body is cut (the client sees a broken body, never a complete one).
+    for (path, expected) in [
+        ("/recurse", Some(500)),
+        ("/stdout", Some(200)),
+        ("/wait", Some(504)),
+        ("/headers", Some(500)),
+        ("/stream", None),
+    ] {
+        let started = Instant::now();
+        let reply = tokio::time::timeout(Duration::from_secs(10), host.get(Proto::H1, path))
+            .await
+            .expect("every hostile request ends");
+        let status = reply.as_ref().map(|r| r.status.as_u16()).ok();
+        println!("hostile {path}: {status:?} after {:?}", started.elapsed());
+        match expected {
+            Some(code) => assert_eq!(status, Some(code), "{path}"),
+            None => assert!(reply.is_err(), "{path}: the endless body must be cut"),
+        }
+        let hello = host.get(Proto::H1, "/hello").await.unwrap();
+        assert_eq!(hello.status, 200, "hello after {path}");
+    }
+}
