@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use virga::server::Server;
+use virga::server::{Server, TlsIdentity};
 use virga::{DeploymentConfig, Limits, MokaCache, Runtime};
 
 /// What the origin answers for a path: status, fields, body, and a delay before answering.
@@ -271,7 +271,7 @@ pub(crate) async fn get(addr: SocketAddr, path: &str) -> Got {
 pub(crate) struct Proxy {
     pub(crate) addr: SocketAddr,
     pub(crate) cache: Arc<MokaCache>,
-    _stop: tokio::sync::oneshot::Sender<()>,
+    _server: Serving,
 }
 
 /// A cache-proxy deployment: its name, route, and cache share (bytes).
@@ -309,19 +309,37 @@ pub(crate) async fn start_proxy(
         }
         runtime.deploy(config).unwrap();
     }
-    let server = Server::builder(runtime)
-        .http("127.0.0.1:0".parse().unwrap())
-        .bind()
-        .await
-        .unwrap();
-    let addr = server.http_addr().unwrap();
+    let server = serve(runtime, None).await;
+    Proxy {
+        addr: server.http,
+        cache,
+        _server: server,
+    }
+}
+
+/// Virga's server running on loopback until dropped.
+pub(crate) struct Serving {
+    pub(crate) http: SocketAddr,
+    /// The HTTP/1.1 and HTTP/2 over TLS address, when served.
+    pub(crate) https: Option<SocketAddr>,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+/// Serves `runtime` on loopback: plain HTTP, and TLS with `tls` when given.
+pub(crate) async fn serve(runtime: Runtime, tls: Option<TlsIdentity>) -> Serving {
+    let mut builder = Server::builder(runtime).http("127.0.0.1:0".parse().unwrap());
+    if let Some(identity) = tls {
+        builder = builder.https("127.0.0.1:0".parse().unwrap(), identity);
+    }
+    let server = builder.bind().await.unwrap();
+    let (http, https) = (server.http_addr().unwrap(), server.https_addr());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(server.run(async move {
         let _ = stopped.await;
     }));
-    Proxy {
-        addr,
-        cache,
+    Serving {
+        http,
+        https,
         _stop: stop,
     }
 }

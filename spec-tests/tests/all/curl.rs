@@ -4,13 +4,15 @@
 use std::net::SocketAddr;
 use std::process::Command;
 
-use virga::server::{Server, TlsIdentity};
+use virga::server::TlsIdentity;
+
+use crate::cache_harness::{Serving, serve};
 use virga::{DeploymentConfig, Runtime};
 
 struct Host {
     http: SocketAddr,
     https: SocketAddr,
-    _stop: tokio::sync::oneshot::Sender<()>,
+    _server: Serving,
 }
 
 async fn start_hello() -> Host {
@@ -25,21 +27,11 @@ async fn start_hello() -> Host {
     let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let dir = std::env::temp_dir().join(format!("virga-spec-curl-{}-{n}", std::process::id()));
     let (identity, _) = TlsIdentity::self_signed(&dir).unwrap();
-    let server = Server::builder(runtime)
-        .http("127.0.0.1:0".parse().unwrap())
-        .https("127.0.0.1:0".parse().unwrap(), identity)
-        .bind()
-        .await
-        .unwrap();
-    let (http, https) = (server.http_addr().unwrap(), server.https_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(server.run(async move {
-        let _ = stopped.await;
-    }));
+    let server = serve(runtime, Some(identity)).await;
     Host {
-        http,
-        https,
-        _stop: stop,
+        http: server.http,
+        https: server.https.unwrap(),
+        _server: server,
     }
 }
 

@@ -11,10 +11,10 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use virga::server::{Server, TlsIdentity};
+use virga::server::TlsIdentity;
 use virga::{DeploymentConfig, Limits, Runtime};
 
-use crate::cache_harness::{Got, send, send_bytes};
+use crate::cache_harness::{Got, Serving, send, send_bytes, serve};
 
 const ZONE: &str = r#"
     local-zone: "." refuse
@@ -140,7 +140,7 @@ remote-control:
 struct Virga {
     http: SocketAddr,
     https: SocketAddr,
-    _stop: tokio::sync::oneshot::Sender<()>,
+    _server: Serving,
 }
 
 async fn start_virga(unbound: &Unbound, vars: &[(&str, &str)], allow: &[String]) -> Virga {
@@ -175,21 +175,11 @@ async fn start_virga(unbound: &Unbound, vars: &[(&str, &str)], allow: &[String])
         .deploy(DeploymentConfig::new("hello", hello).route("*/*".parse().unwrap()))
         .unwrap();
     let (identity, _) = TlsIdentity::self_signed(&unbound.dir.join("virga")).unwrap();
-    let server = Server::builder(runtime)
-        .http("127.0.0.1:0".parse().unwrap())
-        .https("127.0.0.1:0".parse().unwrap(), identity)
-        .bind()
-        .await
-        .unwrap();
-    let (http, https) = (server.http_addr().unwrap(), server.https_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(server.run(async move {
-        let _ = stopped.await;
-    }));
+    let server = serve(runtime, Some(identity)).await;
     Virga {
-        http,
-        https,
-        _stop: stop,
+        http: server.http,
+        https: server.https.unwrap(),
+        _server: server,
     }
 }
 

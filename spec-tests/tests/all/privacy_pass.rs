@@ -8,10 +8,9 @@ use std::process::Command;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use virga::server::Server;
 use virga::{DeploymentConfig, Runtime, StaticKeys};
 
-use crate::cache_harness::{Got, send, send_bytes};
+use crate::cache_harness::{Got, Serving, send, send_bytes, serve};
 use crate::rfc9474::{NEW_KEY, python};
 
 const ALG: &str = "rsabssa-sha384-pss-deterministic";
@@ -40,7 +39,7 @@ struct OriginSettings {
 struct Host {
     addr: SocketAddr,
     runtime: Runtime,
-    _stop: tokio::sync::oneshot::Sender<()>,
+    _server: Serving,
 }
 
 async fn start(origin: Option<&OriginSettings>) -> Host {
@@ -69,20 +68,11 @@ async fn start(origin: Option<&OriginSettings>) -> Host {
     if let Some(settings) = origin {
         deploy_origin(&runtime, "origin", "*/*", settings);
     }
-    let server = Server::builder(runtime.clone())
-        .http("127.0.0.1:0".parse().unwrap())
-        .bind()
-        .await
-        .unwrap();
-    let addr = server.http_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(server.run(async move {
-        let _ = stopped.await;
-    }));
+    let server = serve(runtime.clone(), None).await;
     Host {
-        addr,
+        addr: server.http,
         runtime,
-        _stop: stop,
+        _server: server,
     }
 }
 
@@ -134,6 +124,19 @@ fn vector() -> (OriginSettings, Vec<u8>) {
     (settings, b64(v["token"].as_str().unwrap()))
 }
 
+/// The issuer key our issuer's directory publishes (checking the directory's media type).
+async fn published_key(addr: SocketAddr) -> Vec<u8> {
+    let path = "/.well-known/private-token-issuer-directory";
+    let directory = send(addr, "GET", path, &[], "").await;
+    assert_eq!(directory.status, 200);
+    assert_eq!(
+        directory.header("content-type"),
+        Some("application/private-token-issuer-directory")
+    );
+    let parsed: serde_json::Value = serde_json::from_str(&directory.body).unwrap();
+    b64(parsed["token-keys"][0]["token-key"].as_str().unwrap())
+}
+
 fn authorization(token: &[u8]) -> String {
     format!("PrivateToken token=\"{}\"", URL_SAFE_NO_PAD.encode(token))
 }
@@ -178,21 +181,7 @@ async fn the_rfc9578_vector_token_is_accepted_once() {
 async fn cloudflare_client_gets_a_token_from_our_issuer_and_redeems_it_once() {
     // The origin trusts the key the issuer publishes.
     let host = start(None).await;
-    let directory = send(
-        host.addr,
-        "GET",
-        "/.well-known/private-token-issuer-directory",
-        &[],
-        "",
-    )
-    .await;
-    assert_eq!(directory.status, 200);
-    assert_eq!(
-        directory.header("content-type"),
-        Some("application/private-token-issuer-directory")
-    );
-    let parsed: serde_json::Value = serde_json::from_str(&directory.body).unwrap();
-    let token_key = b64(parsed["token-keys"][0]["token-key"].as_str().unwrap());
+    let token_key = published_key(host.addr).await;
     let settings = OriginSettings {
         issuer_name: "issuer.test".into(),
         origin_info: "origin.test".into(),
@@ -284,16 +273,7 @@ type BadRequest<'a> = (Vec<u8>, &'a [(&'a str, &'a str)], u16, &'a str);
 #[tokio::test]
 async fn malformed_token_requests_are_refused_by_the_issuer() {
     let host = start(None).await;
-    let directory = send(
-        host.addr,
-        "GET",
-        "/.well-known/private-token-issuer-directory",
-        &[],
-        "",
-    )
-    .await;
-    let parsed: serde_json::Value = serde_json::from_str(&directory.body).unwrap();
-    let spki = b64(parsed["token-keys"][0]["token-key"].as_str().unwrap());
+    let spki = published_key(host.addr).await;
     let key_id_last = {
         let digest = python(
             "import sys, hashlib; print(hashlib.sha256(bytes.fromhex(sys.argv[1])).hexdigest())",

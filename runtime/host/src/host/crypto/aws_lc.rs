@@ -30,6 +30,17 @@ fn owned<T>(pointer: *mut T) -> Result<NonNull<T>, AwsLcError> {
     })
 }
 
+/// The signature `RSA_verify_raw` and `RSA_sign_raw` share.
+type RawOp = unsafe extern "C" fn(
+    *mut ffi::RSA,
+    *mut usize,
+    *mut u8,
+    usize,
+    *const u8,
+    usize,
+    std::os::raw::c_int,
+) -> std::os::raw::c_int;
+
 /// An aws-lc `RSA` key: public, or private with its public part.
 pub(crate) struct Rsa(NonNull<ffi::RSA>);
 
@@ -113,32 +124,22 @@ impl Rsa {
 
     /// RSAVP1 (RFC 8017 §5.2.2): `input^e mod n`. `input` is `size()` bytes, below `n`.
     pub(crate) fn public_op(&self, input: &[u8]) -> Result<Vec<u8>, AwsLcError> {
-        let mut out = vec![0u8; self.size()];
-        let mut written = 0usize;
-        // SAFETY: `out` has room for `size()` bytes; `input` is read for the call.
-        check(unsafe {
-            ffi::RSA_verify_raw(
-                self.0.as_ptr(),
-                &mut written,
-                out.as_mut_ptr(),
-                out.len(),
-                input.as_ptr(),
-                input.len(),
-                ffi::RSA_NO_PADDING,
-            )
-        })?;
-        out.truncate(written);
-        Ok(out)
+        self.raw(ffi::RSA_verify_raw, input)
     }
 
     /// RSASP1 (RFC 8017 §5.2.1): `input^d mod n` with aws-lc's private-key operation (CRT,
     /// blinded, constant time). `input` is `size()` bytes, below `n`; needs a private key.
     pub(crate) fn private_op(&self, input: &[u8]) -> Result<Vec<u8>, AwsLcError> {
+        self.raw(ffi::RSA_sign_raw, input)
+    }
+
+    /// One of aws-lc's raw RSA operations (`RSA_verify_raw`, `RSA_sign_raw`) without padding.
+    fn raw(&self, op: RawOp, input: &[u8]) -> Result<Vec<u8>, AwsLcError> {
         let mut out = vec![0u8; self.size()];
         let mut written = 0usize;
-        // SAFETY: as in `public_op`.
+        // SAFETY: `out` has room for `size()` bytes; `input` is read for the call.
         check(unsafe {
-            ffi::RSA_sign_raw(
+            op(
                 self.0.as_ptr(),
                 &mut written,
                 out.as_mut_ptr(),
