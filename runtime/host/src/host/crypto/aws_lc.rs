@@ -61,22 +61,7 @@ impl Drop for Rsa {
 impl Rsa {
     /// A private key from PKCS#8 DER (nothing may follow it).
     pub(crate) fn from_pkcs8(der: &[u8]) -> Result<Self, AwsLcError> {
-        let mut cbs = ffi::CBS {
-            data: der.as_ptr(),
-            len: der.len(),
-        };
-        // SAFETY: `cbs` borrows `der` for the call; the EVP_PKEY is ours and freed here, the
-        // RSA reference taken from it is ours too.
-        unsafe {
-            let pkey = owned(ffi::EVP_parse_private_key(&mut cbs))?;
-            let rsa = ffi::EVP_PKEY_get1_RSA(pkey.as_ptr());
-            ffi::EVP_PKEY_free(pkey.as_ptr());
-            let rsa = Self(owned(rsa)?);
-            if cbs.len != 0 {
-                return Err(AwsLcError);
-            }
-            Ok(rsa)
-        }
+        Self::parse(ffi::EVP_parse_private_key, der)
     }
 
     /// A public key from PKCS#1 `RSAPublicKey` DER.
@@ -87,13 +72,23 @@ impl Rsa {
 
     /// A public key from X.509 `SubjectPublicKeyInfo` DER (nothing may follow it).
     pub(crate) fn from_spki(der: &[u8]) -> Result<Self, AwsLcError> {
+        Self::parse(ffi::EVP_parse_public_key, der)
+    }
+
+    /// An RSA key out of `der` by an EVP parser (`EVP_parse_private_key`,
+    /// `EVP_parse_public_key`); nothing may follow it.
+    fn parse(
+        parser: unsafe extern "C" fn(*mut ffi::CBS) -> *mut ffi::EVP_PKEY,
+        der: &[u8],
+    ) -> Result<Self, AwsLcError> {
         let mut cbs = ffi::CBS {
             data: der.as_ptr(),
             len: der.len(),
         };
-        // SAFETY: as in `from_pkcs8`.
+        // SAFETY: `cbs` borrows `der` for the call; the EVP_PKEY is ours and freed here, the
+        // RSA reference taken from it is ours too.
         unsafe {
-            let pkey = owned(ffi::EVP_parse_public_key(&mut cbs))?;
+            let pkey = owned(parser(&mut cbs))?;
             let rsa = ffi::EVP_PKEY_get1_RSA(pkey.as_ptr());
             ffi::EVP_PKEY_free(pkey.as_ptr());
             let rsa = Self(owned(rsa)?);
