@@ -146,6 +146,14 @@ pub struct ServerConfig {
     /// Milliseconds a client may take to send a request head (slowloris). Default 30000.
     #[serde(default = "default_header_timeout")]
     pub header_timeout_ms: u64,
+    /// Bytes per second a request body must arrive at, after `body_grace_ms` (slow POST);
+    /// 0 turns the check off. Default 500.
+    #[serde(default = "default_body_rate")]
+    pub min_body_rate: u64,
+    /// Milliseconds of waiting for a request body granted before `min_body_rate` applies.
+    /// Default 10000.
+    #[serde(default = "default_body_grace")]
+    pub body_grace_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -163,6 +171,8 @@ impl Default for ServerConfig {
             max_instances: default_instances(),
             max_connections: default_connections(),
             header_timeout_ms: default_header_timeout(),
+            min_body_rate: default_body_rate(),
+            body_grace_ms: default_body_grace(),
         }
     }
 }
@@ -413,6 +423,12 @@ fn default_connections() -> usize {
 }
 fn default_header_timeout() -> u64 {
     30_000
+}
+fn default_body_rate() -> u64 {
+    500
+}
+fn default_body_grace() -> u64 {
+    10_000
 }
 fn default_keep() -> usize {
     10

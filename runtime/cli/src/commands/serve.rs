@@ -96,7 +96,11 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
         .max_connections(server_config.max_connections)
         .header_read_timeout(std::time::Duration::from_millis(
             server_config.header_timeout_ms,
-        ));
+        ))
+        .min_body_rate(
+            server_config.min_body_rate,
+            std::time::Duration::from_millis(server_config.body_grace_ms),
+        );
     if let Some(addr) = server_config.http {
         builder = builder.http(addr);
     }

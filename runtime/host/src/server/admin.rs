@@ -137,8 +137,10 @@ fn authorized(options: &AdminOptions, request: &http::Request<impl Sized>) -> bo
     aws_lc_rs::constant_time::verify_slices_are_equal(given, options.token.as_bytes()).is_ok()
 }
 
-/// Answers one admin request.
-pub(crate) async fn handle<B>(
+/// Answers one admin API request (the table above): what the admin listener of
+/// [`Server`](crate::server::Server) serves, for embedders that mount the API in their own
+/// server. Never fails: every problem is an error response naming it.
+pub async fn handle<B>(
     runtime: Runtime,
     options: AdminOptions,
     request: http::Request<B>,

@@ -16,6 +16,7 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use super::admin::{self, AdminOptions};
+use super::body_rate::{BodyRate, MinRate, Tripped};
 use crate::dispatch::ConnectionInfo;
 use crate::runtime::Runtime;
 
@@ -26,6 +27,8 @@ pub(crate) struct ConnectionLimits {
     pub(crate) header_read_timeout: std::time::Duration,
     /// Connections open at once over all listeners.
     pub(crate) max_connections: usize,
+    /// The slowest a request body may arrive (slow POST).
+    pub(crate) body_rate: BodyRate,
 }
 
 impl Default for ConnectionLimits {
@@ -33,6 +36,7 @@ impl Default for ConnectionLimits {
         Self {
             header_read_timeout: std::time::Duration::from_secs(30),
             max_connections: 10_000,
+            body_rate: BodyRate::default(),
         }
     }
 }
@@ -67,8 +71,8 @@ pub(crate) fn connection_builder(limits: &ConnectionLimits) -> auto::Builder<Tok
 /// What a listener serves.
 #[derive(Clone, Debug)]
 pub(crate) enum Role {
-    /// Requests for deployments.
-    Public,
+    /// Requests for deployments, their bodies held to a minimum rate.
+    Public(BodyRate),
     /// The admin API.
     Admin(AdminOptions),
 }
@@ -163,10 +167,7 @@ async fn serve<S>(
         request.extensions_mut().insert(info);
         async move {
             Ok::<_, Infallible>(match role {
-                Role::Public => match runtime.handle(request).await {
-                    Ok(response) => response,
-                    Err(error) => error.into_response(),
-                },
+                Role::Public(rate) => public(&runtime, rate, request).await,
                 Role::Admin(options) => admin::handle(runtime, options, request).await,
             })
         }
@@ -174,5 +175,35 @@ async fn serve<S>(
     let connection = builder.serve_connection(TokioIo::new(stream), service);
     if let Err(e) = watcher.watch(connection.into_owned()).await {
         tracing::debug!(%remote, error = %e, "connection ended with an error");
+    }
+}
+
+/// Runs a public request. A handler that failed because the body arrived too slowly is
+/// answered 408 naming the rate (RFC 9110 §15.5.9), and an HTTP/1.1 connection is closed.
+async fn public(
+    runtime: &Runtime,
+    rate: BodyRate,
+    request: http::Request<Incoming>,
+) -> http::Response<crate::Body> {
+    let version = request.version();
+    let tripped = Tripped::default();
+    let request = request.map(|body| MinRate::new(body, rate, tripped.clone()));
+    let response = match runtime.handle(request).await {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
+    };
+    match tripped.get() {
+        Some(message) if response.status().is_server_error() => {
+            let mut response = http::Response::new(crate::body::full(format!("{message}\n")));
+            *response.status_mut() = http::StatusCode::REQUEST_TIMEOUT;
+            if version <= http::Version::HTTP_11 {
+                response.headers_mut().insert(
+                    http::header::CONNECTION,
+                    http::HeaderValue::from_static("close"),
+                );
+            }
+            response
+        }
+        _ => response,
     }
 }

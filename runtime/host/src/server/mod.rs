@@ -15,6 +15,7 @@
 //! ```
 
 mod admin;
+mod body_rate;
 mod h1h2;
 mod tls;
 
@@ -27,7 +28,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
-pub use admin::{AdminOptions, load_or_create_token};
+pub use admin::{AdminOptions, handle as handle_admin, load_or_create_token};
 pub use tls::TlsIdentity;
 pub(crate) use tls::write_atomically;
 
@@ -58,6 +59,19 @@ impl ServerBuilder {
     /// soon as it is accepted. Default is 10 000.
     pub fn max_connections(mut self, connections: usize) -> Self {
         self.limits.max_connections = connections.max(1);
+        self
+    }
+
+    /// The slowest a request body may arrive: a client that keeps the host waiting longer
+    /// than `grace` plus one second per `bytes_per_second` bytes it has sent is cut off, and
+    /// a handler that failed on it is answered 408 (slow-POST attacks). Only time the host
+    /// spends waiting for the client counts. Default is 500 bytes/s after 10 s; 0 turns the
+    /// check off.
+    pub fn min_body_rate(mut self, bytes_per_second: u64, grace: Duration) -> Self {
+        self.limits.body_rate = body_rate::BodyRate {
+            grace,
+            min_rate: bytes_per_second,
+        };
         self
     }
 
@@ -182,10 +196,11 @@ impl Server {
         let builder = Arc::new(h1h2::connection_builder(&self.limits));
         let connections = Arc::new(tokio::sync::Semaphore::new(self.limits.max_connections));
         let (stop_tx, stop_rx) = watch::channel(false);
+        let public = h1h2::Role::Public(self.limits.body_rate);
         let listeners = [
-            self.http.map(|l| (l, None, h1h2::Role::Public)),
+            self.http.map(|l| (l, None, public.clone())),
             self.https
-                .map(|(l, acceptor)| (l, Some(acceptor), h1h2::Role::Public)),
+                .map(|(l, acceptor)| (l, Some(acceptor), public.clone())),
             self.admin
                 .map(|(l, options)| (l, None, h1h2::Role::Admin(options))),
         ];

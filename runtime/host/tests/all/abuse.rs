@@ -1,7 +1,7 @@
 //! Protocol abuse on the public listeners: oversized and too many headers (431), slowloris
 //! (cut at the header timeout), connection floods past the cap, HTTP/2 rapid reset
-//! (CVE-2023-44487) and CONTINUATION floods. Each time the host survives and other clients
-//! are served.
+//! (CVE-2023-44487) and CONTINUATION floods, request bodies slower than the minimum rate (408).
+//! Each time the host survives and other clients are served.
 
 use std::time::{Duration, Instant};
 
@@ -241,6 +241,79 @@ async fn a_body_trickled_slower_than_the_wall_limit_allows_is_cut() {
         !answer.ends_with("\r\n0\r\n\r\n"),
         "the cut response must not look complete"
     );
+    still_served_by(&host, "/echo").await;
+}
+
+/// Sends a `content-length` POST to `/sum` in `pieces` of `size` bytes `every` apart; returns
+/// the answer (read until the connection closes, `until` shows up, or 10 s pass) and when it
+/// came.
+async fn post_in_pieces(
+    host: &TestHost,
+    pieces: usize,
+    size: usize,
+    every: Duration,
+    until: &str,
+) -> (String, Duration) {
+    let mut stream = TcpStream::connect(host.http).await.unwrap();
+    let head = format!(
+        "POST /sum HTTP/1.1\r\nhost: a\r\ncontent-length: {}\r\n\r\n",
+        pieces * size
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let started = Instant::now();
+    let (mut reader, mut writer) = stream.into_split();
+    let sender = tokio::spawn(async move {
+        for _ in 0..pieces {
+            tokio::time::sleep(every).await;
+            if writer.write_all(&vec![b'x'; size]).await.is_err() {
+                return;
+            }
+        }
+        // Keep the write half open: a closed one would end the body early.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    });
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = started + Duration::from_secs(10);
+    while let Ok(Ok(n)) = tokio::time::timeout_at(deadline.into(), reader.read(&mut buf)).await {
+        if n == 0 {
+            break;
+        }
+        answer.extend_from_slice(&buf[..n]);
+        if String::from_utf8_lossy(&answer).contains(until) {
+            break;
+        }
+    }
+    sender.abort();
+    (
+        String::from_utf8_lossy(&answer).into_owned(),
+        started.elapsed(),
+    )
+}
+
+#[tokio::test]
+async fn a_body_slower_than_the_minimum_rate_gets_408() {
+    let host = TestHost::builder()
+        .guest("echo", virga_test_artifacts::ECHO, "*/*")
+        .min_body_rate(1000, Duration::from_millis(500))
+        .start()
+        .await;
+    // 10 bytes every 200 ms (50 bytes/s): cut once the host has waited 0.5 s plus 1 s per
+    // 1000 bytes received.
+    let (answer, took) =
+        post_in_pieces(&host, 100, 10, Duration::from_millis(200), "bytes/s").await;
+    println!("slow POST answered after {took:?}");
+    assert!(answer.starts_with("HTTP/1.1 408 "), "{answer}");
+    assert!(
+        answer.contains("the request body arrived slower than the minimum of 1000 bytes/s"),
+        "{answer}"
+    );
+    assert!(answer.contains("connection: close"), "{answer}");
+    assert!(took < Duration::from_secs(3), "cut after {took:?}");
+    // 1000 bytes every 200 ms (5000 bytes/s), in pieces: served whole.
+    let (answer, _) = post_in_pieces(&host, 10, 1000, Duration::from_millis(200), "10000 ").await;
+    assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+    assert!(answer.contains("10000 "), "{answer}");
     still_served_by(&host, "/echo").await;
 }
 

@@ -7,6 +7,7 @@ mod abuse;
 mod crypto;
 mod embedding;
 mod fetch;
+mod hostile;
 mod limits;
 mod protocols;
 mod store;

@@ -29,6 +29,7 @@ pub struct TestHostBuilder {
     deployments: Vec<DeploymentConfig>,
     header_timeout: Option<Duration>,
     max_connections: Option<usize>,
+    body_rate: Option<(u64, Duration)>,
 }
 
 impl TestHostBuilder {
@@ -63,6 +64,12 @@ impl TestHostBuilder {
         self
     }
 
+    /// Sets the server's minimum request-body rate.
+    pub fn min_body_rate(mut self, bytes_per_second: u64, grace: Duration) -> Self {
+        self.body_rate = Some((bytes_per_second, grace));
+        self
+    }
+
     /// Sets the server's connection cap.
     pub fn max_connections(mut self, connections: usize) -> Self {
         self.max_connections = Some(connections);
@@ -81,6 +88,9 @@ impl TestHostBuilder {
         }
         if let Some(connections) = self.max_connections {
             server = server.max_connections(connections);
+        }
+        if let Some((rate, grace)) = self.body_rate {
+            server = server.min_body_rate(rate, grace);
         }
         let server = server
             .http("127.0.0.1:0".parse().unwrap())
@@ -159,6 +169,7 @@ impl TestHost {
             deployments: Vec::new(),
             header_timeout: None,
             max_connections: None,
+            body_rate: None,
         }
     }
 

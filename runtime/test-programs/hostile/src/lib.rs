@@ -4,6 +4,8 @@
 //! - `stream`: an endless response body (cut at the wall or response-body limit)
 //! - `wait`: blocks on a pollable that never becomes ready (cut at the wall limit)
 //! - `headers`: answers with 10 000 header fields
+//! - `huge`: declares a 1 GiB body and writes it as fast as it can (refused at once when the
+//!   response-body limit is smaller)
 use std::io::Write;
 
 use virga_sdk::{Body, Request, Response, Result, http};
@@ -51,6 +53,18 @@ fn handle(request: Request) -> Result<Response> {
                 );
             pollable.block();
             Ok(Response::new("woke".into()))
+        }
+        "huge" => {
+            let response = http::Response::builder()
+                .header("content-length", 1u64 << 30)
+                .body(Body::stream(|writer| {
+                    let chunk = vec![b'z'; 64 * 1024];
+                    for _ in 0..(1 << 14) {
+                        writer.write(&chunk)?;
+                    }
+                    Ok(())
+                }))?;
+            Ok(response)
         }
         "headers" => {
             let mut builder = http::Response::builder();

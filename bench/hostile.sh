@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Hostile guests under load: hello's latency alone, then while every hostile guest runs at
+# once (CPU loop, memory bomb, stack overflow, 64 MiB of stdout, a never-ready pollable,
+# 10 000 response fields, an endless body, a huge body, a subrequest flood), several
+# connections each, on the same host. wrk (HTTP/1.1 keep-alive) for both; prints hello's
+# requests/s and p99 in each phase and the p99 ratio (the goal: within 3x).
+#
+#   bench/hostile.sh [seconds=10] [connections=16] [attack connections=18]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source bench/lib.sh
+prepare "${1:-10}" "${2:-16}"
+attackers=${3:-18}
+(cd runtime/test-programs && cargo build --release --quiet --target wasm32-wasip2 \
+  -p hostile -p looping -p memory-bomb -p fetcher)
+
+port=18490
+state=$(mktemp -d)
+programs="$PWD/runtime/test-programs/target/wasm32-wasip2/release"
+limits='limits = { wall_ms = 2000, memory_mib = 32, response_body_mib = 8 }'
+{ server_toml "$port" "$state"; hello_toml "*/hello"
+  for d in hostile:h/ looping:loop memory_bomb:bomb fetcher:f/; do
+    name=${d%%:*} route=${d#*:}
+    printf '[[deployments]]\nname = "%s"\nmodule = "%s/%s.wasm"\nroutes = ["*/%s*"]\n%s\n' \
+      "${name//_/-}" "$programs" "$name" "$route" "$limits"
+    [ "$name" = fetcher ] && printf 'allow = ["http://127.0.0.1:%s"]\n' "$port"
+    echo
+  done
+} > "$state/virga.toml"
+target/release/virga serve --config "$state/virga.toml" >/dev/null 2>&1 &
+pid=$!
+trap 'kill $pid $attack 2>/dev/null || true; rm -rf "$state"' EXIT
+attack=
+wait_for "http://127.0.0.1:$port/hello"
+
+flood="/f/concurrent?url=http%3A%2F%2F127.0.0.1%3A$port%2Fhello&n=1000"
+cat > "$state/attack.lua" <<LUA
+local paths = { "/loop", "/bomb", "/h/recurse", "/h/stdout", "/h/wait", "/h/headers",
+                "/h/stream", "/h/huge", "$flood" }
+local i = 0
+request = function()
+  i = i + 1
+  return wrk.format("GET", paths[(i % #paths) + 1])
+end
+LUA
+# Each hostile path answers as its limit says (the endless body is cut).
+for p in /loop:503 /bomb:500 /h/recurse:500 /h/stdout:200 /h/wait:504 /h/headers:500 /h/huge:500 \
+  "$flood:502"; do
+  code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port${p%:*}")
+  [ "$code" = "${p##*:}" ] || { echo "${p%:*} answered $code, not ${p##*:}" >&2; exit 1; }
+done
+
+# p99 of a measure line on stderr, in ms.
+p99_ms() { awk '{for(i=1;i<=NF;i++) if($i=="p99") v=$(i+1)} END {
+  if (v ~ /us$/) print v/1000; else if (v ~ /ms$/) print v+0; else print v*1000 }'; }
+
+echo "wrk -t1 -c$conns -d${secs}s on hello; attack: wrk -t1 -c$attackers over 9 hostile paths" >&2
+alone=$(measure hello-alone "http://127.0.0.1:$port/hello" 2>"$state/alone")
+cat "$state/alone" >&2
+wrk -t1 -c"$attackers" -d"$((secs + 4))s" --timeout 10s -s "$state/attack.lua" \
+  "http://127.0.0.1:$port" >"$state/attack" 2>&1 &
+attack=$!
+sleep 2
+attacked=$(measure hello-attacked "http://127.0.0.1:$port/hello" 2>"$state/attacked")
+cat "$state/attacked" >&2
+wait "$attack" || true
+attack=
+echo "attack: $(awk '/requests in/ {print $1, "hostile requests"}' "$state/attack")" >&2
+python3 - "$alone" "$attacked" "$(p99_ms <"$state/alone")" "$(p99_ms <"$state/attacked")" <<'PY'
+import sys
+alone, attacked, p_alone, p_attacked = map(float, sys.argv[1:])
+print(f"hello under attack: {attacked / alone:.1%} of its requests/s alone; "
+      f"p99 {p_alone:.2f} ms alone, {p_attacked:.2f} ms under attack = {p_attacked / p_alone:.2f}x")
+PY
