@@ -5,12 +5,16 @@
 # connections each, on the same host. wrk (HTTP/1.1 keep-alive) for both; prints hello's
 # requests/s and p99 in each phase and the p99 ratio (the goal: within 3x).
 #
-#   bench/hostile.sh [seconds=10] [connections=16] [attack connections=18]
+#   bench/hostile.sh [seconds=10] [connections=16] [attack connections=18] [long-running lanes]
+#
+# The last argument sets [server] long_running_lanes (default: the host's default, half the
+# cores); a large number turns the lanes off in effect, for comparison.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh
 prepare "${1:-10}" "${2:-16}"
 attackers=${3:-18}
+lanes=${4:-}
 (cd runtime/test-programs && cargo build --release --quiet --target wasm32-wasip2 \
   -p hostile -p looping -p memory-bomb -p fetcher)
 
@@ -18,7 +22,8 @@ port=18490
 state=$(mktemp -d)
 programs="$PWD/runtime/test-programs/target/wasm32-wasip2/release"
 limits='limits = { wall_ms = 2000, memory_mib = 32, response_body_mib = 8 }'
-{ server_toml "$port" "$state"; hello_toml "*/hello"
+{ server_toml "$port" "$state" | sed "${lanes:+2i long_running_lanes = $lanes}"
+  hello_toml "*/hello"
   for d in hostile:h/ looping:loop memory_bomb:bomb fetcher:f/; do
     name=${d%%:*} route=${d#*:}
     printf '[[deployments]]\nname = "%s"\nmodule = "%s/%s.wasm"\nroutes = ["*/%s*"]\n%s\n' \

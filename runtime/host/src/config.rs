@@ -139,6 +139,11 @@ pub struct ServerConfig {
     /// Instances that may run at once (requests in flight). Default 1000.
     #[serde(default = "default_instances")]
     pub max_instances: u32,
+    /// Guests past 5 ms of CPU time that may run at once; the others wait their turn
+    /// ([`RuntimeBuilder::long_running_lanes`](crate::RuntimeBuilder::long_running_lanes)).
+    /// Default: half the machine's cores, at least one.
+    #[serde(default)]
+    pub long_running_lanes: Option<usize>,
     /// Connections open at once over all listeners; more are closed when accepted.
     /// Default 10000.
     #[serde(default = "default_connections")]
@@ -169,6 +174,7 @@ impl Default for ServerConfig {
             max_upload_mib: default_max_upload(),
             keep_versions: default_keep(),
             max_instances: default_instances(),
+            long_running_lanes: None,
             max_connections: default_connections(),
             header_timeout_ms: default_header_timeout(),
             min_body_rate: default_body_rate(),

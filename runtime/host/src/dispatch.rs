@@ -145,6 +145,7 @@ where
                 collapser: inner.collapser.clone(),
                 deployment: deployment.clone(),
             },
+            &inner.lanes,
         ),
     );
     store.limiter(|state| state.limiter());

@@ -45,6 +45,7 @@ mod dispatch;
 mod engine;
 mod error;
 mod host;
+mod lanes;
 mod limits;
 mod registry;
 mod route;

@@ -46,6 +46,7 @@ pub struct RuntimeBuilder {
     keys: Option<Arc<dyn KeyStore>>,
     cache: Option<Arc<dyn CacheBackend>>,
     cache_capacity: u64,
+    long_running_lanes: usize,
     extra_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
 }
 
@@ -60,6 +61,7 @@ impl Default for RuntimeBuilder {
             keys: None,
             cache: None,
             cache_capacity: 256 << 20,
+            long_running_lanes: crate::lanes::Lanes::default_count(),
             extra_roots: Vec::new(),
         }
     }
@@ -142,6 +144,15 @@ impl RuntimeBuilder {
         self
     }
 
+    /// How many guests that have run for more than 5 ms of CPU time may run at once: the
+    /// others wait their turn, so that however many busy guests there are, short requests
+    /// keep the rest of the machine's workers (see the epoch tick). Default is half the
+    /// machine's cores, at least one.
+    pub fn long_running_lanes(&mut self, lanes: usize) -> &mut Self {
+        self.long_running_lanes = lanes.max(1);
+        self
+    }
+
     /// CA certificates the default fetch backend trusts besides the webpki roots (a private
     /// CA, a test CA). Default is none.
     pub fn extra_root_certificates(
@@ -195,6 +206,7 @@ impl RuntimeBuilder {
                 keys,
                 cache,
                 collapser: Arc::default(),
+                lanes: crate::lanes::Lanes::new(self.long_running_lanes, self.engine.epoch_tick),
                 engine_key,
                 linker,
                 registry: Registry::default(),
@@ -224,6 +236,7 @@ pub(crate) struct Inner {
     pub(crate) keys: Arc<dyn KeyStore>,
     pub(crate) cache: Arc<dyn CacheBackend>,
     pub(crate) collapser: Arc<Collapser>,
+    pub(crate) lanes: crate::lanes::Lanes,
     engine_key: String,
     linker: Linker<RequestState>,
     pub(crate) registry: Registry,

@@ -9,6 +9,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 use crate::host::cache::CacheCtx;
 use crate::host::crypto::CryptoCtx;
 use crate::host::fetch::OutboundHooks;
+use crate::lanes::{LaneUse, Lanes};
 use crate::limits::{Limit, Limits};
 
 /// The data of one request's store. Created fresh for every request and dropped with it,
@@ -22,6 +23,7 @@ pub(crate) struct RequestState {
     pub(crate) cache: CacheCtx,
     memory: MemoryLimiter,
     cpu_ticks_left: u64,
+    lanes: LaneUse,
     /// One epoch tick, and host work done for the guest not yet charged as ticks.
     tick_ns: u64,
     host_ns: u64,
@@ -39,6 +41,7 @@ impl RequestState {
         hooks: OutboundHooks,
         crypto: CryptoCtx,
         cache: CacheCtx,
+        lanes: &Lanes,
     ) -> Self {
         let tick_ns = tick.as_nanos().max(1);
         let cpu_ticks = limits.cpu_time.as_nanos().div_ceil(tick_ns);
@@ -54,6 +57,7 @@ impl RequestState {
                 exceeded: false,
             },
             cpu_ticks_left: u64::try_from(cpu_ticks).unwrap_or(u64::MAX),
+            lanes: LaneUse::new(lanes),
             tick_ns: u64::try_from(tick_ns).unwrap_or(u64::MAX),
             host_ns: 0,
             key_bytes: 0,
@@ -80,7 +84,8 @@ impl RequestState {
 
     /// The epoch callback: each tick observed while guest code runs is a tick of CPU time.
     /// The guest yields to the executor at every tick so that a busy guest cannot starve the
-    /// other requests on its worker thread; when its budget is spent it is interrupted.
+    /// other requests on its worker thread, and past a few milliseconds it runs only in a
+    /// long-running lane (see [`crate::lanes`]); when its budget is spent it is interrupted.
     pub(crate) fn on_epoch_tick(
         mut store: StoreContextMut<'_, Self>,
     ) -> wasmtime::Result<UpdateDeadline> {
@@ -90,7 +95,7 @@ impl RequestState {
             return Ok(UpdateDeadline::Interrupt);
         }
         state.cpu_ticks_left -= 1;
-        Ok(UpdateDeadline::Yield(1))
+        Ok(state.lanes.on_tick())
     }
 }
 
@@ -122,13 +127,15 @@ impl RequestState {
 impl RequestState {
     /// Time spent in host calls (waiting for I/O above all) is not the guest's CPU time:
     /// restart the current tick when the guest resumes, so that only ticks that pass while
-    /// guest code runs are counted.
+    /// guest code runs are counted. A long-running lane is given back during host calls.
     pub(crate) fn on_call_hook(
         mut store: StoreContextMut<'_, Self>,
         hook: CallHook,
     ) -> wasmtime::Result<()> {
-        if matches!(hook, CallHook::ReturningFromHost) {
-            store.set_epoch_deadline(1);
+        match hook {
+            CallHook::ReturningFromHost => store.set_epoch_deadline(1),
+            CallHook::CallingHost => store.data().lanes.on_host_call(),
+            _ => {}
         }
         Ok(())
     }

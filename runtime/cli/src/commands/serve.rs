@@ -28,15 +28,18 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
     let state_dir = &server_config.state_dir;
     let store = LocalStore::open(state_dir)
         .with_context(|| format!("opening the state directory {}", state_dir.display()))?;
-    let runtime = Runtime::builder()
+    let mut builder = Runtime::builder();
+    builder
         .store(Arc::new(store))
         .keep_versions(server_config.keep_versions)
         .max_instances(server_config.max_instances)
         .extra_root_certificates(config.fetch.load_ca_certs()?)
         .key_store(Arc::new(config.load_keys()?))
-        .cache_capacity(config.cache.capacity()?)
-        .build()
-        .context("restoring the deployments")?;
+        .cache_capacity(config.cache.capacity()?);
+    if let Some(lanes) = server_config.long_running_lanes {
+        builder.long_running_lanes(lanes);
+    }
+    let runtime = builder.build().context("restoring the deployments")?;
     let restored = runtime.deployments().len();
 
     let defaults = config.default_limits();

@@ -14,10 +14,12 @@ use virga_test_artifacts::{FETCHER, HELLO, HOSTILE, LOOPING, MEMORY_BOMB};
 use crate::support::{Proto, TestHost};
 use crate::upstream::Upstream;
 
-/// What a hostile request must end with: a status, or a response body cut short.
+/// What a hostile request must end with: one of some statuses (the limit that trips first
+/// may depend on the load: a CPU loop waiting its turn for a long-running lane meets its wall
+/// limit), or a response body cut short.
 #[derive(Clone, Copy, Debug)]
 enum Outcome {
-    Status(u16),
+    Status(&'static [u16]),
     Cut,
 }
 
@@ -79,18 +81,18 @@ async fn all_hostile_guests_at_once_leave_the_others_served() {
             .collect::<String>()
     );
     let attacks: Vec<(String, Outcome)> = [
-        ("/loop", Outcome::Status(503)),
-        ("/bomb", Outcome::Status(500)),
-        ("/h/recurse", Outcome::Status(500)),
-        ("/h/stdout", Outcome::Status(200)),
-        ("/h/wait", Outcome::Status(504)),
-        ("/h/headers", Outcome::Status(500)),
+        ("/loop", Outcome::Status(&[503, 504])),
+        ("/bomb", Outcome::Status(&[500, 504])),
+        ("/h/recurse", Outcome::Status(&[500])),
+        ("/h/stdout", Outcome::Status(&[200, 503, 504])),
+        ("/h/wait", Outcome::Status(&[504])),
+        ("/h/headers", Outcome::Status(&[500])),
         ("/h/stream", Outcome::Cut),
         // A declared length over the response-body limit is refused before a byte is sent.
-        ("/h/huge", Outcome::Status(500)),
+        ("/h/huge", Outcome::Status(&[500])),
         // The subrequest flood: 1000 fetches at once; past the 50th each fails naming the limit,
-        // and the guest answers 502.
-        (flood.as_str(), Outcome::Status(502)),
+        // and the guest answers 502 (unless the flood spends its CPU or wall time first).
+        (flood.as_str(), Outcome::Status(&[502, 503, 504])),
     ]
     .into_iter()
     .map(|(path, outcome)| (path.to_owned(), outcome))
@@ -114,8 +116,12 @@ async fn all_hostile_guests_at_once_leave_the_others_served() {
                         .unwrap_or_else(|_| panic!("{path} never ended"));
                 let took = started.elapsed();
                 match (outcome, &reply) {
-                    (Outcome::Status(code), Ok(reply)) => {
-                        assert_eq!(reply.status, code, "{path}: {}", reply.text());
+                    (Outcome::Status(codes), Ok(reply)) => {
+                        let status = reply.status.as_u16();
+                        assert!(codes.contains(&status), "{path}: {status} {}", reply.text());
+                        if status >= 503 {
+                            assert!(reply.text().contains("limit"), "{path}: {}", reply.text());
+                        }
                     }
                     (Outcome::Cut, Err(_)) => {}
                     (expected, got) => panic!("{path}: expected {expected:?}, got {got:?}"),

@@ -1,0 +1,139 @@
+//! Sharing the CPU between long-running guests and everyone else.
+//!
+//! A guest yields to the executor at every epoch tick, which keeps one busy guest from
+//! starving the requests on its worker thread; but many busy guests at once (CPU loops,
+//! memory bombs, heavy handlers) would still fill every worker, and a short request would
+//! queue behind all of them. So a guest that has run longer than [`Lanes::after`] of CPU
+//! time continues only while it holds one of a few *long-running lanes*, which such guests
+//! take turns at, one tick at a time (a fair, first-come queue). Short requests never wait
+//! for a lane: whatever long guests do, they leave the other workers to the short ones. A
+//! guest gives its lane back whenever it calls into the host (to wait for I/O, say), so a lane
+//! is only ever held by guest code that is running.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use wasmtime::UpdateDeadline;
+
+/// The long-running lanes of a runtime.
+#[derive(Clone, Debug)]
+pub(crate) struct Lanes {
+    lanes: Arc<Semaphore>,
+    /// Epoch ticks of CPU time after which a guest counts as long-running.
+    after_ticks: u64,
+}
+
+impl Lanes {
+    /// CPU time after which a guest is long-running: far above what a typical handler uses
+    /// (tens of microseconds), far below the default CPU limit (50 ms).
+    pub(crate) const AFTER: Duration = Duration::from_millis(5);
+
+    /// `count` lanes (at least one); ticks of `tick`.
+    pub(crate) fn new(count: usize, tick: Duration) -> Self {
+        let tick_ns = tick.as_nanos().max(1);
+        Self {
+            lanes: Arc::new(Semaphore::new(count.max(1))),
+            after_ticks: u64::try_from(Self::AFTER.as_nanos().div_ceil(tick_ns)).unwrap_or(1),
+        }
+    }
+
+    /// The default number of lanes: half the machine's cores, at least one.
+    pub(crate) fn default_count() -> usize {
+        std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
+    }
+}
+
+/// One request's use of the lanes.
+#[derive(Debug)]
+pub(crate) struct LaneUse {
+    lanes: Lanes,
+    ticks: u64,
+    /// The lane held during the current tick, once the guest is long-running.
+    held: Option<Arc<Mutex<Option<OwnedSemaphorePermit>>>>,
+}
+
+impl LaneUse {
+    pub(crate) fn new(lanes: &Lanes) -> Self {
+        Self {
+            lanes: lanes.clone(),
+            ticks: 0,
+            held: None,
+        }
+    }
+
+    /// At an epoch tick: a short guest just yields; a long-running one gives back its lane
+    /// and queues for one again before it goes on.
+    pub(crate) fn on_tick(&mut self) -> UpdateDeadline {
+        self.ticks += 1;
+        if self.ticks <= self.lanes.after_ticks {
+            return UpdateDeadline::Yield(1);
+        }
+        let held = self.held.get_or_insert_with(Arc::default).clone();
+        release(&held);
+        let lanes = self.lanes.lanes.clone();
+        UpdateDeadline::YieldCustom(
+            1,
+            Box::pin(async move {
+                if let Ok(permit) = lanes.acquire_owned().await {
+                    *held.lock().unwrap_or_else(|e| e.into_inner()) = Some(permit);
+                }
+            }),
+        )
+    }
+
+    /// The guest calls into the host: its lane, if any, is free for others meanwhile.
+    pub(crate) fn on_host_call(&self) {
+        if let Some(held) = &self.held {
+            release(held);
+        }
+    }
+}
+
+fn release(held: &Mutex<Option<OwnedSemaphorePermit>>) {
+    drop(held.lock().unwrap_or_else(|e| e.into_inner()).take());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn long_running_guests_take_turns_at_the_lanes() {
+        let lanes = Lanes::new(1, Duration::from_millis(1));
+        let (mut a, mut b) = (LaneUse::new(&lanes), LaneUse::new(&lanes));
+        for _ in 0..Lanes::AFTER.as_millis() {
+            assert!(matches!(a.on_tick(), UpdateDeadline::Yield(1)));
+            assert!(matches!(b.on_tick(), UpdateDeadline::Yield(1)));
+        }
+        // Both are long-running now: a gets the one lane, b waits until a's next tick.
+        let UpdateDeadline::YieldCustom(1, a_turn) = a.on_tick() else {
+            panic!("a long-running guest queues for a lane");
+        };
+        a_turn.await;
+        let UpdateDeadline::YieldCustom(1, mut b_turn) = b.on_tick() else {
+            panic!("a long-running guest queues for a lane");
+        };
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        assert!(
+            b_turn.as_mut().poll(&mut cx).is_pending(),
+            "the lane is a's"
+        );
+        // a calls into the host: its lane goes to b.
+        a.on_host_call();
+        assert!(b_turn.as_mut().poll(&mut cx).is_ready(), "b has the lane");
+        let UpdateDeadline::YieldCustom(1, mut a_turn) = a.on_tick() else {
+            panic!("a queues again");
+        };
+        assert!(
+            a_turn.as_mut().poll(&mut cx).is_pending(),
+            "the lane is b's"
+        );
+        drop((b, b_turn));
+        assert!(
+            a_turn.as_mut().poll(&mut cx).is_ready(),
+            "a request that ends frees its lane"
+        );
+    }
+}
