@@ -75,6 +75,9 @@ impl LaneUse {
         UpdateDeadline::YieldCustom(
             1,
             Box::pin(async move {
+                // Yield at every tick like any guest (an uncontended lane must not make a
+                // busy guest run on without ever letting the executor check its timers).
+                tokio::task::yield_now().await;
                 if let Ok(permit) = lanes.acquire_owned().await {
                     *held.lock().unwrap_or_else(|e| e.into_inner()) = Some(permit);
                 }
@@ -98,6 +101,20 @@ fn release(held: &Mutex<Option<OwnedSemaphorePermit>>) {
 mod tests {
     use super::*;
 
+    /// Whether `turn` completes within a short while.
+    async fn ends(turn: &mut std::pin::Pin<Box<dyn Future<Output = ()> + Send>>) -> bool {
+        tokio::time::timeout(Duration::from_millis(20), turn.as_mut())
+            .await
+            .is_ok()
+    }
+
+    fn queue(guest: &mut LaneUse) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> {
+        match guest.on_tick() {
+            UpdateDeadline::YieldCustom(1, turn) => turn,
+            _ => panic!("a long-running guest queues for a lane"),
+        }
+    }
+
     #[tokio::test]
     async fn long_running_guests_take_turns_at_the_lanes() {
         let lanes = Lanes::new(1, Duration::from_millis(1));
@@ -107,33 +124,35 @@ mod tests {
             assert!(matches!(b.on_tick(), UpdateDeadline::Yield(1)));
         }
         // Both are long-running now: a gets the one lane, b waits until a's next tick.
-        let UpdateDeadline::YieldCustom(1, a_turn) = a.on_tick() else {
-            panic!("a long-running guest queues for a lane");
-        };
-        a_turn.await;
-        let UpdateDeadline::YieldCustom(1, mut b_turn) = b.on_tick() else {
-            panic!("a long-running guest queues for a lane");
-        };
-        let waker = std::task::Waker::noop();
-        let mut cx = std::task::Context::from_waker(waker);
-        assert!(
-            b_turn.as_mut().poll(&mut cx).is_pending(),
-            "the lane is a's"
-        );
+        assert!(ends(&mut queue(&mut a)).await, "the lane is free");
+        let mut b_turn = queue(&mut b);
+        assert!(!ends(&mut b_turn).await, "the lane is a's");
         // a calls into the host: its lane goes to b.
         a.on_host_call();
-        assert!(b_turn.as_mut().poll(&mut cx).is_ready(), "b has the lane");
-        let UpdateDeadline::YieldCustom(1, mut a_turn) = a.on_tick() else {
-            panic!("a queues again");
-        };
-        assert!(
-            a_turn.as_mut().poll(&mut cx).is_pending(),
-            "the lane is b's"
-        );
+        assert!(ends(&mut b_turn).await, "b has the lane");
+        let mut a_turn = queue(&mut a);
+        assert!(!ends(&mut a_turn).await, "the lane is b's");
         drop((b, b_turn));
         assert!(
-            a_turn.as_mut().poll(&mut cx).is_ready(),
+            ends(&mut a_turn).await,
             "a request that ends frees its lane"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_uncontended_lane_still_yields_to_the_executor() {
+        let lanes = Lanes::new(1, Duration::from_millis(1));
+        let mut guest = LaneUse::new(&lanes);
+        for _ in 0..=Lanes::AFTER.as_millis() {
+            guest.on_tick();
+        }
+        let mut turn = queue(&mut guest);
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        assert!(turn.as_mut().poll(&mut cx).is_pending(), "yields once");
+        assert!(
+            turn.as_mut().poll(&mut cx).is_ready(),
+            "then takes the free lane"
         );
     }
 }
