@@ -139,7 +139,7 @@ pub struct ServerConfig {
     /// Instances that may run at once (requests in flight). Default 1000.
     #[serde(default = "default_instances")]
     pub max_instances: u32,
-    /// Guests past 5 ms of CPU time that may run at once; the others wait their turn
+    /// Guests past 2 ms of CPU time that may run at once; the others wait their turn
     /// ([`RuntimeBuilder::long_running_lanes`](crate::RuntimeBuilder::long_running_lanes)).
     /// Default: half the machine's cores, at least one.
     #[serde(default)]

@@ -26,8 +26,10 @@ pub(crate) struct Lanes {
 
 impl Lanes {
     /// CPU time after which a guest is long-running: far above what a typical handler uses
-    /// (tens of microseconds), far below the default CPU limit (50 ms).
-    pub(crate) const AFTER: Duration = Duration::from_millis(5);
+    /// (tens to hundreds of microseconds), far below the default CPU limit (50 ms). Counted
+    /// in whole ticks, so a guest is long-running after between 1 and 2 ms with the default
+    /// 1 ms tick.
+    pub(crate) const AFTER: Duration = Duration::from_millis(2);
 
     /// `count` lanes (at least one); ticks of `tick`.
     pub(crate) fn new(count: usize, tick: Duration) -> Self {

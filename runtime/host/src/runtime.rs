@@ -144,7 +144,7 @@ impl RuntimeBuilder {
         self
     }
 
-    /// How many guests that have run for more than 5 ms of CPU time may run at once: the
+    /// How many guests that have run for more than 2 ms of CPU time may run at once: the
     /// others wait their turn, so that however many busy guests there are, short requests
     /// keep the rest of the machine's workers (see the epoch tick). Default is half the
     /// machine's cores, at least one.
