@@ -185,6 +185,14 @@ async fn public(
     rate: BodyRate,
     request: http::Request<Incoming>,
 ) -> http::Response<crate::Body> {
+    use http_body::Body as _;
+    // A request without a body (most of them) has nothing to guard: no allocation for it.
+    if rate.min_rate == 0 || request.body().is_end_stream() {
+        return match runtime.handle(request).await {
+            Ok(response) => response,
+            Err(error) => error.into_response(),
+        };
+    }
     let version = request.version();
     let tripped = Tripped::default();
     let request = request.map(|body| MinRate::new(body, rate, tripped.clone()));
