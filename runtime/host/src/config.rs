@@ -424,17 +424,22 @@ fn default_state_dir() -> PathBuf {
 fn default_max_upload() -> u64 {
     64
 }
+// The listener defaults are the server's own (`ServerBuilder`'s documented defaults).
 fn default_connections() -> usize {
-    10_000
+    crate::server::ConnectionLimits::default().max_connections
 }
 fn default_header_timeout() -> u64 {
-    30_000
+    let timeout = crate::server::ConnectionLimits::default().header_read_timeout;
+    u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX)
 }
 fn default_body_rate() -> u64 {
-    500
+    crate::server::ConnectionLimits::default()
+        .body_rate
+        .min_rate
 }
 fn default_body_grace() -> u64 {
-    10_000
+    let grace = crate::server::ConnectionLimits::default().body_rate.grace;
+    u64::try_from(grace.as_millis()).unwrap_or(u64::MAX)
 }
 fn default_keep() -> usize {
     10
@@ -527,6 +532,9 @@ mod tests {
                 "[limits]\ncache_mib = 0",
                 "'cache_mib' must be greater than 0",
             ),
+            ("[server]\nmin_body_rate = \"fast\"", "invalid type"),
+            ("[server]\nbody_grace_ms = -1", "invalid value"),
+            ("[server]\nlong_running_lanes = -2", "invalid value"),
         ] {
             let err = Config::parse(text, "test.toml").unwrap_err().to_string();
             assert!(err.contains(expected), "{text:?}: {err}");

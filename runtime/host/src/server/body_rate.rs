@@ -52,7 +52,8 @@ pin_project! {
 }
 
 impl<B> MinRate<B> {
-    /// Guards `inner`; `tripped` is set if it is cut.
+    /// Guards `inner`; `tripped` is set if it is cut. The rate must not be 0 (the check
+    /// turned off): such bodies are not wrapped at all.
     pub(crate) fn new(inner: B, rate: BodyRate, tripped: Tripped) -> Self {
         Self {
             inner,
@@ -84,9 +85,6 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, crate::BoxError>>> {
         let this = self.project();
-        if this.rate.min_rate == 0 {
-            return this.inner.poll_frame(cx).map_err(Into::into);
-        }
         if this.tripped.get().is_some() {
             return Poll::Ready(None);
         }
@@ -95,7 +93,7 @@ where
                 if let Some(since) = this.waiting_since.take() {
                     *this.waited += since.elapsed();
                 }
-                *this.timer = None;
+                // The timer is kept: the next wait resets it to its new deadline.
                 if let Some(Ok(data)) = frame.as_ref().map(|f| f.as_ref().map(Frame::data_ref)) {
                     *this.seen += data.map_or(0, |d| d.len() as u64);
                 }

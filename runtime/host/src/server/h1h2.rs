@@ -186,20 +186,15 @@ async fn public(
     request: http::Request<Incoming>,
 ) -> http::Response<crate::Body> {
     use http_body::Body as _;
+    let answer = |result: Result<_, crate::Error>| result.unwrap_or_else(|e| e.into_response());
     // A request without a body (most of them) has nothing to guard: no allocation for it.
     if rate.min_rate == 0 || request.body().is_end_stream() {
-        return match runtime.handle(request).await {
-            Ok(response) => response,
-            Err(error) => error.into_response(),
-        };
+        return answer(runtime.handle(request).await);
     }
     let version = request.version();
     let tripped = Tripped::default();
     let request = request.map(|body| MinRate::new(body, rate, tripped.clone()));
-    let response = match runtime.handle(request).await {
-        Ok(response) => response,
-        Err(error) => error.into_response(),
-    };
+    let response = answer(runtime.handle(request).await);
     match tripped.get() {
         Some(message) if response.status().is_server_error() => {
             let mut response = http::Response::new(crate::body::full(format!("{message}\n")));
