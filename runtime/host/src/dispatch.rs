@@ -42,6 +42,19 @@ impl ConnectionInfo {
     }
 }
 
+/// The request header that tells a handler which protocol its request came over:
+/// `http/1.0`, `http/1.1`, `h2` or `h3` (the ALPN names). Set by the host on every request.
+pub const PROTOCOL_HEADER: http::HeaderName = http::HeaderName::from_static("virga-protocol");
+
+fn protocol_name(version: http::Version) -> http::HeaderValue {
+    http::HeaderValue::from_static(match version {
+        http::Version::HTTP_09 | http::Version::HTTP_10 => "http/1.0",
+        http::Version::HTTP_2 => "h2",
+        http::Version::HTTP_3 => "h3",
+        _ => "http/1.1",
+    })
+}
+
 pub(crate) async fn handle<B>(
     runtime: &Runtime,
     request: http::Request<B>,
@@ -154,6 +167,11 @@ where
     store.set_epoch_deadline(1);
 
     let head = request.method() == http::Method::HEAD;
+    let mut request = request;
+    // The guest can tell which protocol the request came over; a client's own value of
+    // this header is replaced, never passed on.
+    let protocol = protocol_name(request.version());
+    request.headers_mut().insert(PROTOCOL_HEADER, protocol);
     let request_body = limits.request_body;
     let request = request.map(|body| {
         Guarded::new(

@@ -57,7 +57,7 @@ mod trace;
 
 pub use body::{Body, BodyError, full};
 pub use deployment::{CompiledComponent, DeploymentConfig, DeploymentInfo};
-pub use dispatch::ConnectionInfo;
+pub use dispatch::{ConnectionInfo, PROTOCOL_HEADER};
 pub use error::{Error, GuestFailure};
 pub use host::cache::{
     CacheBackend, CacheEntry, CacheFull, CacheWriter, CachedResponses, FillToken, MokaCache,

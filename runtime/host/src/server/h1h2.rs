@@ -42,7 +42,7 @@ impl Default for ConnectionLimits {
 }
 
 /// Largest request head (request line and header fields) taken: more gets 431.
-const MAX_HEAD_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// Most header fields in one request: more gets 431.
 const MAX_HEADERS: usize = 100;
 
@@ -71,8 +71,12 @@ pub(crate) fn connection_builder(limits: &ConnectionLimits) -> auto::Builder<Tok
 /// What a listener serves.
 #[derive(Clone, Debug)]
 pub(crate) enum Role {
-    /// Requests for deployments, their bodies held to a minimum rate.
-    Public(BodyRate),
+    /// Requests for deployments, their bodies held to a minimum rate; responses advertise
+    /// HTTP/3 with `alt_svc` when set.
+    Public {
+        rate: BodyRate,
+        alt_svc: Option<http::HeaderValue>,
+    },
     /// The admin API.
     Admin(AdminOptions),
 }
@@ -167,7 +171,18 @@ async fn serve<S>(
         request.extensions_mut().insert(info);
         async move {
             Ok::<_, Infallible>(match role {
-                Role::Public(rate) => public(&runtime, rate, request).await,
+                Role::Public { rate, alt_svc } => {
+                    let mut response = public(&runtime, rate, request).await;
+                    // RFC 7838 §3: the same origin is served over HTTP/3 on this UDP port.
+                    // A handler's own Alt-Svc wins.
+                    if let Some(alt_svc) = alt_svc {
+                        response
+                            .headers_mut()
+                            .entry(http::header::ALT_SVC)
+                            .or_insert(alt_svc);
+                    }
+                    response
+                }
                 Role::Admin(options) => admin::handle(runtime, options, request).await,
             })
         }
@@ -178,14 +193,18 @@ async fn serve<S>(
     }
 }
 
-/// Runs a public request. A handler that failed because the body arrived too slowly is
-/// answered 408 naming the rate (RFC 9110 §15.5.9), and an HTTP/1.1 connection is closed.
-async fn public(
+/// Runs a public request (any protocol). A handler that failed because the body arrived
+/// too slowly is answered 408 naming the rate (RFC 9110 §15.5.9), and an HTTP/1.1
+/// connection is closed.
+pub(crate) async fn public<B>(
     runtime: &Runtime,
     rate: BodyRate,
-    request: http::Request<Incoming>,
-) -> http::Response<crate::Body> {
-    use http_body::Body as _;
+    request: http::Request<B>,
+) -> http::Response<crate::Body>
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<crate::BoxError>,
+{
     let answer = |result: Result<_, crate::Error>| result.unwrap_or_else(|e| e.into_response());
     // A request without a body (most of them) has nothing to guard: no allocation for it.
     if rate.min_rate == 0 || request.body().is_end_stream() {

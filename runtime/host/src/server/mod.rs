@@ -17,6 +17,7 @@
 mod admin;
 mod body_rate;
 mod h1h2;
+mod h3;
 mod tls;
 
 use std::net::SocketAddr;
@@ -29,6 +30,7 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 pub use admin::{AdminOptions, handle as handle_admin, load_or_create_token};
+pub use h3::Http3;
 pub(crate) use h1h2::ConnectionLimits;
 pub use tls::TlsIdentity;
 pub(crate) use tls::write_atomically;
@@ -42,12 +44,21 @@ pub struct ServerBuilder {
     runtime: Runtime,
     http: Option<SocketAddr>,
     https: Option<(SocketAddr, TlsIdentity)>,
+    http3: Option<Http3>,
     admin: Option<(SocketAddr, AdminOptions)>,
     drain_timeout: Duration,
     limits: h1h2::ConnectionLimits,
 }
 
 impl ServerBuilder {
+    /// Also serves HTTP/3 (QUIC) on the UDP port of the [`https`](Self::https) listener,
+    /// with the same certificate, and advertises it in the TLS listener's responses
+    /// (`Alt-Svc: h3=":PORT"`). Needs `https`. Default is off.
+    pub fn http3(mut self, options: Http3) -> Self {
+        self.http3 = Some(options);
+        self
+    }
+
     /// How long a client may take to send a request's head (request line and headers) on
     /// HTTP/1.1 before the connection is closed: slowloris clients trickling headers forever
     /// are cut here. Default is 30 s.
@@ -113,10 +124,36 @@ impl ServerBuilder {
             Some(addr) => Some(bind(addr).await?),
             None => None,
         };
+        let mut h3 = None;
         let https = match self.https {
             Some((addr, identity)) => {
                 let config = identity.server_config(&[b"h2", b"http/1.1"])?;
-                Some((bind(addr).await?, TlsAcceptor::from(config)))
+                let listener = bind(addr).await?;
+                if let Some(options) = &self.http3 {
+                    // The same port number as the TLS listener (port 0 has been resolved).
+                    let port = listener
+                        .local_addr()
+                        .map_err(|e| Error::io(format!("reading {addr}"), e))?
+                        .port();
+                    let udp = SocketAddr::new(addr.ip(), port);
+                    h3 = Some(
+                        h3::Listener::bind(
+                            udp,
+                            &identity,
+                            options,
+                            self.runtime.clone(),
+                            self.limits.body_rate,
+                        )
+                        .await?,
+                    );
+                }
+                Some((listener, TlsAcceptor::from(config)))
+            }
+            None if self.http3.is_some() => {
+                return Err(Error::Config(
+                    "HTTP/3 needs the TLS listener: it serves on its port with its certificate"
+                        .into(),
+                ));
             }
             None => None,
         };
@@ -128,6 +165,8 @@ impl ServerBuilder {
         Ok(Server {
             http_addr: http.as_ref().and_then(local),
             https_addr: https.as_ref().and_then(|(l, _)| local(l)),
+            h3_addr: h3.as_ref().map(h3::Listener::local_addr),
+            h3,
             admin_addr: admin.as_ref().and_then(|(l, _)| local(l)),
             admin,
             runtime: self.runtime,
@@ -144,8 +183,10 @@ pub struct Server {
     runtime: Runtime,
     http: Option<TcpListener>,
     https: Option<(TcpListener, TlsAcceptor)>,
+    h3: Option<h3::Listener>,
     admin: Option<(TcpListener, AdminOptions)>,
     http_addr: Option<SocketAddr>,
+    h3_addr: Option<SocketAddr>,
     admin_addr: Option<SocketAddr>,
     https_addr: Option<SocketAddr>,
     drain_timeout: Duration,
@@ -157,6 +198,7 @@ impl std::fmt::Debug for Server {
         f.debug_struct("Server")
             .field("http_addr", &self.http_addr)
             .field("https_addr", &self.https_addr)
+            .field("h3_addr", &self.h3_addr)
             .field("admin_addr", &self.admin_addr)
             .finish_non_exhaustive()
     }
@@ -169,6 +211,7 @@ impl Server {
             runtime,
             http: None,
             https: None,
+            http3: None,
             admin: None,
             drain_timeout: Duration::from_secs(30),
             limits: h1h2::ConnectionLimits::default(),
@@ -190,6 +233,11 @@ impl Server {
         self.https_addr
     }
 
+    /// The bound HTTP/3 (UDP) address, if any: the TLS listener's port.
+    pub fn h3_addr(&self) -> Option<SocketAddr> {
+        self.h3_addr
+    }
+
     /// Serves until `shutdown` completes; then stops accepting, lets in-flight requests
     /// finish (up to the drain timeout) and returns.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
@@ -197,11 +245,22 @@ impl Server {
         let builder = Arc::new(h1h2::connection_builder(&self.limits));
         let connections = Arc::new(tokio::sync::Semaphore::new(self.limits.max_connections));
         let (stop_tx, stop_rx) = watch::channel(false);
-        let public = h1h2::Role::Public(self.limits.body_rate);
+        let public = |alt_svc| h1h2::Role::Public {
+            rate: self.limits.body_rate,
+            alt_svc,
+        };
+        // RFC 7838: advertised on the TLS listener only; `http://` origins are not served
+        // over HTTP/3 (RFC 9114 §3.1).
+        let alt_svc = self.h3_addr.and_then(|addr| {
+            http::HeaderValue::try_from(format!("h3=\":{}\"; ma=86400", addr.port())).ok()
+        });
+        let h3 = self
+            .h3
+            .map(|listener| tokio::spawn(listener.run(connections.clone(), stop_rx.clone())));
         let listeners = [
-            self.http.map(|l| (l, None, public.clone())),
+            self.http.map(|l| (l, None, public(None))),
             self.https
-                .map(|(l, acceptor)| (l, Some(acceptor), public.clone())),
+                .map(|(l, acceptor)| (l, Some(acceptor), public(alt_svc))),
             self.admin
                 .map(|(l, options)| (l, None, h1h2::Role::Admin(options))),
         ];
@@ -231,11 +290,22 @@ impl Server {
         let Ok(graceful) = Arc::try_unwrap(graceful) else {
             return;
         };
-        if tokio::time::timeout(self.drain_timeout, graceful.shutdown())
+        let mut h3 = h3;
+        let h3_drained = async {
+            if let Some(h3) = h3.as_mut() {
+                let _ = h3.await;
+            }
+        };
+        let drained = futures::future::join(graceful.shutdown(), h3_drained);
+        if tokio::time::timeout(self.drain_timeout, drained)
             .await
             .is_err()
         {
             tracing::warn!("drain timeout reached; closing the remaining connections");
+        }
+        // Dropping the endpoint's task closes its remaining QUIC connections.
+        if let Some(h3) = h3 {
+            h3.abort();
         }
     }
 }

@@ -14,6 +14,9 @@ use crate::error::Error;
 pub struct TlsIdentity {
     certs: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
+    /// The PEM texts, for the HTTP/3 listener's BoringSSL.
+    cert_pem: Vec<u8>,
+    key_pem: Vec<u8>,
 }
 
 impl std::fmt::Debug for TlsIdentity {
@@ -48,7 +51,32 @@ impl TlsIdentity {
         }
         let key = PrivateKeyDer::from_pem_slice(key_pem)
             .map_err(|e| Error::Tls(format!("bad private key PEM: {e}")))?;
-        Ok(Self { certs, key })
+        Ok(Self {
+            certs,
+            key,
+            cert_pem: cert_pem.to_vec(),
+            key_pem: key_pem.to_vec(),
+        })
+    }
+
+    /// A BoringSSL context holding this certificate chain and key, for quiche.
+    pub(crate) fn boring_context(
+        &self,
+    ) -> Result<boring::ssl::SslContextBuilder, boring::error::ErrorStack> {
+        use boring::pkey::PKey;
+        use boring::x509::X509;
+        let mut builder = boring::ssl::SslContextBuilder::new(boring::ssl::SslMethod::tls())?;
+        let mut chain = X509::stack_from_pem(&self.cert_pem)?.into_iter();
+        if let Some(leaf) = chain.next() {
+            builder.set_certificate(&leaf)?;
+        }
+        for cert in chain {
+            builder.add_extra_chain_cert(cert)?;
+        }
+        let key = PKey::private_key_from_pem(&self.key_pem)?;
+        builder.set_private_key(&key)?;
+        builder.check_private_key()?;
+        Ok(builder)
     }
 
     /// A self-signed certificate for `localhost`, `127.0.0.1` and `::1`, kept in `dir` as

@@ -1,0 +1,570 @@
+//! One QUIC connection's driver: a task that owns the `quiche::Connection` and its HTTP/3
+//! layer, feeds it the datagrams the endpoint routes here, turns request streams into
+//! handler tasks, and writes their responses back as flow control allows.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::{Buf, Bytes};
+use quiche::h3::{self, Header};
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::{Notify, Semaphore, mpsc, watch};
+
+use super::body::{self, Piece, RequestBody};
+use super::headers;
+use super::{Command, Datagram, Endpoint, MAX_SEND_PAYLOAD, StreamId};
+use crate::dispatch::ConnectionInfo;
+
+/// RFC 9114 §8.1 error codes.
+const H3_NO_ERROR: u64 = 0x100;
+const H3_INTERNAL_ERROR: u64 = 0x102;
+const H3_REQUEST_REJECTED: u64 = 0x10b;
+const H3_REQUEST_CANCELLED: u64 = 0x10c;
+
+/// A request stream's state on the driver side.
+struct Stream {
+    /// Where the request body goes; `None` once it ended or nobody reads it any more.
+    body: Option<mpsc::Sender<Piece>>,
+    /// Pieces (trailers, end) waiting for room in the body channel.
+    waiting: VecDeque<Piece>,
+    /// Body data left unread in quiche because the channel was full.
+    paused: bool,
+    /// Response pieces not yet accepted by quiche.
+    out: VecDeque<Out>,
+    /// The handler's byte credit for response data.
+    credit: Arc<Semaphore>,
+}
+
+impl Stream {
+    fn new(body: Option<mpsc::Sender<Piece>>) -> Self {
+        Self {
+            body,
+            waiting: VecDeque::new(),
+            paused: false,
+            out: VecDeque::new(),
+            credit: Arc::new(Semaphore::new(body::RESPONSE_CREDIT)),
+        }
+    }
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        // A handler still sending learns that the stream is gone.
+        self.credit.close();
+    }
+}
+
+enum Out {
+    Head(Vec<Header>, bool),
+    Data(Bytes, bool),
+    Trailers(Vec<Header>),
+}
+
+/// Drives one connection until it closes. `datagrams` carries what the endpoint received
+/// for it; a closed channel means the endpoint is gone.
+pub(super) async fn drive(
+    mut conn: quiche::Connection,
+    peer: SocketAddr,
+    mut datagrams: mpsc::Receiver<Datagram>,
+    endpoint: Arc<Endpoint>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let (commands, mut command_rx) = mpsc::unbounded_channel();
+    let mut driver = Driver {
+        h3: None,
+        streams: HashMap::new(),
+        room: Arc::new(Notify::new()),
+        commands,
+        endpoint,
+        peer,
+        read_buf: vec![0; 64 * 1024].into_boxed_slice(),
+        highest_stream: None,
+        goaway_sent: false,
+    };
+    let mut out = vec![0; MAX_SEND_PAYLOAD].into_boxed_slice();
+    let far = || tokio::time::Instant::now() + std::time::Duration::from_secs(86_400);
+    let timer = tokio::time::sleep_until(far());
+    tokio::pin!(timer);
+    let mut draining = *stop.borrow();
+    loop {
+        driver.flush(&mut conn, &mut out).await;
+        if conn.is_closed() || conn.is_draining() {
+            break;
+        }
+        if draining && driver.streams.is_empty() {
+            driver.goaway(&mut conn);
+            let _ = conn.close(true, H3_NO_ERROR, b"shutting down");
+            driver.flush(&mut conn, &mut out).await;
+            break;
+        }
+        let deadline = conn
+            .timeout_instant()
+            .map(tokio::time::Instant::from_std)
+            .unwrap_or_else(far);
+        if timer.deadline() != deadline {
+            timer.as_mut().reset(deadline);
+        }
+        let room = driver.room.clone();
+        tokio::select! {
+            biased;
+            datagram = datagrams.recv() => {
+                let Some(datagram) = datagram else { break };
+                driver.receive(&mut conn, datagram);
+                // Take what else has arrived before answering: fewer, fuller packets.
+                while let Ok(datagram) = datagrams.try_recv() {
+                    driver.receive(&mut conn, datagram);
+                }
+            }
+            command = command_rx.recv() => {
+                if let Some(command) = command {
+                    driver.apply(&mut conn, command);
+                }
+                while let Ok(command) = command_rx.try_recv() {
+                    driver.apply(&mut conn, command);
+                }
+            }
+            () = room.notified() => driver.resume_reading(&mut conn),
+            () = &mut timer => conn.on_timeout(),
+            _ = stop.changed(), if !draining => {
+                draining = true;
+                driver.goaway(&mut conn);
+            }
+        }
+        driver.progress(&mut conn, draining);
+    }
+    // Handlers still reading bodies see them end with an error; senders see closed credit.
+    driver.streams.clear();
+}
+
+struct Driver {
+    h3: Option<h3::Connection>,
+    streams: HashMap<StreamId, Stream>,
+    room: Arc<Notify>,
+    commands: mpsc::UnboundedSender<Command>,
+    endpoint: Arc<Endpoint>,
+    peer: SocketAddr,
+    read_buf: Box<[u8]>,
+    highest_stream: Option<StreamId>,
+    goaway_sent: bool,
+}
+
+impl Driver {
+    fn receive(&mut self, conn: &mut quiche::Connection, mut datagram: Datagram) {
+        let info = quiche::RecvInfo {
+            from: datagram.from,
+            to: self.endpoint.local,
+        };
+        if let Err(e) = conn.recv(&mut datagram.bytes, info) {
+            tracing::trace!(peer = %self.peer, error = %e, "QUIC packet refused");
+        }
+    }
+
+    /// Sends everything quiche has queued.
+    async fn flush(&mut self, conn: &mut quiche::Connection, out: &mut [u8]) {
+        loop {
+            match conn.send(out) {
+                Ok((len, info)) => {
+                    if let Err(e) = self.endpoint.socket.send_to(&out[..len], info.to).await {
+                        tracing::debug!(peer = %self.peer, error = %e, "UDP send failed");
+                    }
+                }
+                Err(quiche::Error::Done) => return,
+                Err(e) => {
+                    tracing::debug!(peer = %self.peer, error = %e, "QUIC send failed");
+                    let _ = conn.close(false, 0x1, b"internal error");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// After any event: set up HTTP/3 once the handshake is done, take its events, and
+    /// write what handlers produced.
+    fn progress(&mut self, conn: &mut quiche::Connection, draining: bool) {
+        if self.h3.is_none() && conn.is_established() {
+            match h3::Connection::with_transport(conn, &self.endpoint.h3_config) {
+                Ok(h3) => self.h3 = Some(h3),
+                Err(e) => {
+                    tracing::debug!(peer = %self.peer, error = %e, "HTTP/3 setup failed");
+                    let _ = conn.close(true, H3_INTERNAL_ERROR, b"HTTP/3 setup failed");
+                    return;
+                }
+            }
+        }
+        let Some(mut h3) = self.h3.take() else {
+            return;
+        };
+        loop {
+            match h3.poll(conn) {
+                Ok((id, h3::Event::Headers { list, more_frames })) => {
+                    self.on_headers(conn, &mut h3, id, list, more_frames, draining)
+                }
+                Ok((id, h3::Event::Data)) => self.read_body(conn, &mut h3, id),
+                Ok((id, h3::Event::Finished)) => self.offer(id, Piece::End),
+                Ok((id, h3::Event::Reset(code))) => {
+                    tracing::debug!(peer = %self.peer, stream = id, code, "client reset a stream");
+                    let _ = conn.stream_shutdown(id, quiche::Shutdown::Write, H3_REQUEST_CANCELLED);
+                    self.streams.remove(&id);
+                }
+                Ok((_, h3::Event::PriorityUpdate | h3::Event::GoAway)) => {}
+                Err(h3::Error::Done) => break,
+                Err(e) => {
+                    // quiche has closed the connection with the matching error code
+                    // (e.g. H3_EXCESSIVE_LOAD for an oversized field section).
+                    tracing::debug!(peer = %self.peer, error = %e, "HTTP/3 connection error");
+                    break;
+                }
+            }
+        }
+        let ids: Vec<StreamId> = self
+            .streams
+            .iter()
+            .filter(|(_, s)| !s.out.is_empty())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            self.write(conn, &mut h3, id);
+        }
+        self.h3 = Some(h3);
+    }
+
+    fn on_headers(
+        &mut self,
+        conn: &mut quiche::Connection,
+        h3: &mut h3::Connection,
+        id: StreamId,
+        fields: Vec<Header>,
+        more_frames: bool,
+        draining: bool,
+    ) {
+        if let Some(stream) = self.streams.get(&id) {
+            // A second field section on a request stream: trailers (RFC 9114 §4.1).
+            if stream.body.is_some() {
+                match headers::trailers(&fields) {
+                    Ok(trailers) => self.offer(id, Piece::Trailers(trailers)),
+                    Err(reason) => {
+                        tracing::debug!(peer = %self.peer, stream = id, reason, "bad trailers");
+                        self.streams.remove(&id);
+                    }
+                }
+            }
+            return;
+        }
+        if draining && self.goaway_sent {
+            // Past our GOAWAY: the client may retry elsewhere (RFC 9114 §5.2).
+            let _ = conn.stream_shutdown(id, quiche::Shutdown::Write, H3_REQUEST_REJECTED);
+            let _ = conn.stream_shutdown(id, quiche::Shutdown::Read, H3_REQUEST_REJECTED);
+            return;
+        }
+        self.highest_stream = Some(self.highest_stream.map_or(id, |h| h.max(id)));
+        let head = match headers::request_head(&fields) {
+            Ok(head) => head,
+            Err(reason) => {
+                self.refuse(conn, h3, id, &reason, more_frames);
+                return;
+            }
+        };
+        let declared = fields
+            .iter()
+            .find(|f| quiche::h3::NameValue::name(*f) == b"content-length")
+            .map(|f| {
+                std::str::from_utf8(quiche::h3::NameValue::value(f))
+                    .ok()
+                    .and_then(|v| v.parse::<u64>().ok())
+            });
+        if let Some(None) = declared {
+            self.refuse(conn, h3, id, "bad content-length", more_frames);
+            return;
+        }
+        let declared = declared.flatten();
+        let (sender, body) = if more_frames {
+            let (tx, rx) = mpsc::channel(body::REQUEST_CHUNKS);
+            (
+                Some(tx),
+                RequestBody::new(Some(rx), self.room.clone(), declared),
+            )
+        } else {
+            if declared.is_some_and(|d| d != 0) {
+                self.refuse(conn, h3, id, "the request body is shorter than its content-length", false);
+                return;
+            }
+            (None, RequestBody::new(None, self.room.clone(), declared))
+        };
+        let request = match head
+            .extension(ConnectionInfo::new(true, Some(self.peer)))
+            .body(body)
+        {
+            Ok(request) => request,
+            Err(e) => {
+                self.refuse(conn, h3, id, &e.to_string(), more_frames);
+                return;
+            }
+        };
+        let stream = Stream::new(sender);
+        let credit = stream.credit.clone();
+        self.streams.insert(id, stream);
+        let commands = self.commands.clone();
+        let endpoint = self.endpoint.clone();
+        tokio::spawn(async move {
+            let guard = AbortOnDrop {
+                stream: id,
+                commands: commands.clone(),
+                armed: true,
+            };
+            let response =
+                super::super::h1h2::public(&endpoint.runtime, endpoint.body_rate, request).await;
+            body::send_response(id, response, &commands, credit).await;
+            guard.disarm();
+        });
+    }
+
+    /// Answers a malformed request 400 naming the problem, and stops reading it.
+    fn refuse(
+        &mut self,
+        conn: &mut quiche::Connection,
+        h3: &mut h3::Connection,
+        id: StreamId,
+        reason: &str,
+        more_frames: bool,
+    ) {
+        tracing::debug!(peer = %self.peer, stream = id, reason, "malformed HTTP/3 request");
+        let message = Bytes::from(format!("malformed request: {reason}\n"));
+        let mut stream = Stream::new(None);
+        stream.out.push_back(Out::Head(
+            vec![
+                Header::new(b":status", b"400"),
+                Header::new(b"content-type", b"text/plain; charset=utf-8"),
+                Header::new(b"content-length", message.len().to_string().as_bytes()),
+            ],
+            false,
+        ));
+        stream.out.push_back(Out::Data(message, true));
+        if more_frames {
+            let _ = conn.stream_shutdown(id, quiche::Shutdown::Read, H3_NO_ERROR);
+        }
+        self.streams.insert(id, stream);
+        self.write(conn, h3, id);
+    }
+
+    /// Moves body data from quiche into the stream's channel while it has room.
+    fn read_body(&mut self, conn: &mut quiche::Connection, h3: &mut h3::Connection, id: StreamId) {
+        let Some(stream) = self.streams.get_mut(&id) else {
+            discard(conn, h3, id, &mut self.read_buf);
+            return;
+        };
+        let Some(sender) = stream.body.clone() else {
+            discard(conn, h3, id, &mut self.read_buf);
+            return;
+        };
+        loop {
+            let permit = match sender.try_reserve() {
+                Ok(permit) => permit,
+                Err(TrySendError::Full(())) => {
+                    stream.paused = true;
+                    return;
+                }
+                Err(TrySendError::Closed(())) => {
+                    // The handler dropped the body: nobody wants the rest.
+                    stream.body = None;
+                    stream.paused = false;
+                    let _ = conn.stream_shutdown(id, quiche::Shutdown::Read, H3_NO_ERROR);
+                    discard(conn, h3, id, &mut self.read_buf);
+                    return;
+                }
+            };
+            match h3.recv_body(conn, id, &mut self.read_buf) {
+                Ok(len) => permit.send(Piece::Data(Bytes::copy_from_slice(&self.read_buf[..len]))),
+                Err(h3::Error::Done) => {
+                    stream.paused = false;
+                    return;
+                }
+                Err(e) => {
+                    tracing::debug!(peer = %self.peer, stream = id, error = %e, "reading a body failed");
+                    stream.body = None;
+                    stream.paused = false;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Queues a piece for the request body, delivering what fits now.
+    fn offer(&mut self, id: StreamId, piece: Piece) {
+        if let Some(stream) = self.streams.get_mut(&id) {
+            stream.waiting.push_back(piece);
+            deliver(stream);
+        }
+    }
+
+    /// A handler read from its body: resume the streams that were waiting for room.
+    fn resume_reading(&mut self, conn: &mut quiche::Connection) {
+        let Some(mut h3) = self.h3.take() else {
+            return;
+        };
+        let paused: Vec<StreamId> = self
+            .streams
+            .iter_mut()
+            .filter_map(|(id, stream)| {
+                deliver(stream);
+                stream.paused.then_some(*id)
+            })
+            .collect();
+        for id in paused {
+            self.read_body(conn, &mut h3, id);
+        }
+        self.h3 = Some(h3);
+    }
+
+    fn apply(&mut self, conn: &mut quiche::Connection, command: Command) {
+        let (id, out) = match command {
+            Command::Head { stream, head, fin } => (stream, Out::Head(head, fin)),
+            Command::Data { stream, data, fin } => (stream, Out::Data(data, fin)),
+            Command::Trailers { stream, trailers } => (
+                stream,
+                Out::Trailers(headers::fields_of(&trailers).collect()),
+            ),
+            Command::Abort { stream } => {
+                if self.streams.remove(&stream).is_some() {
+                    let _ = conn.stream_shutdown(stream, quiche::Shutdown::Write, H3_INTERNAL_ERROR);
+                    let _ = conn.stream_shutdown(stream, quiche::Shutdown::Read, H3_NO_ERROR);
+                }
+                return;
+            }
+        };
+        if let Some(stream) = self.streams.get_mut(&id) {
+            stream.out.push_back(out);
+        }
+    }
+
+    /// Writes a stream's queued response pieces as far as quiche takes them.
+    fn write(&mut self, conn: &mut quiche::Connection, h3: &mut h3::Connection, id: StreamId) {
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return;
+        };
+        let mut finished = false;
+        let mut failed = None;
+        while let Some(front) = stream.out.front_mut() {
+            let result = match front {
+                Out::Head(head, fin) => h3
+                    .send_response(conn, id, head, *fin)
+                    .map(|()| Some(*fin)),
+                Out::Data(data, fin) if data.is_empty() && !*fin => Ok(Some(false)),
+                Out::Data(data, fin) => match h3.send_body(conn, id, data, *fin) {
+                    Ok(written) => {
+                        let whole = written == data.len();
+                        // Credit back only what a handler took from it (not the 400 text).
+                        stream.credit.add_permits(written);
+                        data.advance(written);
+                        Ok(whole.then_some(*fin))
+                    }
+                    Err(e) => Err(e),
+                },
+                Out::Trailers(fields) => h3
+                    .send_additional_headers(conn, id, fields, true, true)
+                    .map(|()| Some(true)),
+            };
+            match result {
+                Ok(Some(fin)) => {
+                    stream.out.pop_front();
+                    if fin {
+                        finished = true;
+                        break;
+                    }
+                }
+                Ok(None) | Err(h3::Error::Done | h3::Error::StreamBlocked) => break,
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        if let Some(e) = failed {
+            tracing::debug!(peer = %self.peer, stream = id, error = %e, "writing a response failed");
+            let _ = conn.stream_shutdown(id, quiche::Shutdown::Write, H3_INTERNAL_ERROR);
+            finished = true;
+        }
+        if finished {
+            let stream = self.streams.remove(&id);
+            // The response is complete: the rest of an unread body is not wanted
+            // (RFC 9114 §4.1: abort reading with H3_NO_ERROR).
+            if stream.is_some_and(|s| s.body.is_some()) {
+                let _ = conn.stream_shutdown(id, quiche::Shutdown::Read, H3_NO_ERROR);
+            }
+        }
+    }
+
+    /// Sends GOAWAY naming the first request stream that will not be processed.
+    fn goaway(&mut self, conn: &mut quiche::Connection) {
+        if self.goaway_sent {
+            return;
+        }
+        if let Some(h3) = &mut self.h3 {
+            let next = self.highest_stream.map_or(0, |id| id + 4);
+            if h3.send_goaway(conn, next).is_ok() {
+                self.goaway_sent = true;
+            }
+        }
+    }
+}
+
+/// Hands waiting pieces to the body channel while it has room.
+fn deliver(stream: &mut Stream) {
+    let Some(sender) = &stream.body else {
+        stream.waiting.clear();
+        return;
+    };
+    while let Some(piece) = stream.waiting.pop_front() {
+        let end = matches!(piece, Piece::End);
+        match sender.try_send(piece) {
+            // After the end there is nothing more to read.
+            Ok(()) if end => {
+                stream.body = None;
+                stream.waiting.clear();
+                return;
+            }
+            Ok(()) => {}
+            Err(TrySendError::Full(piece)) => {
+                stream.waiting.push_front(piece);
+                return;
+            }
+            Err(TrySendError::Closed(_)) => {
+                stream.body = None;
+                stream.waiting.clear();
+                return;
+            }
+        }
+    }
+}
+
+/// Reads and drops body data nobody will read.
+fn discard(conn: &mut quiche::Connection, h3: &mut h3::Connection, id: StreamId, buf: &mut [u8]) {
+    while let Ok(len) = h3.recv_body(conn, id, buf) {
+        if len == 0 {
+            break;
+        }
+    }
+}
+
+/// Resets the stream if a handler task ends without finishing its response (it panicked).
+struct AbortOnDrop {
+    stream: StreamId,
+    commands: mpsc::UnboundedSender<Command>,
+    armed: bool,
+}
+
+impl AbortOnDrop {
+    fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = self.commands.send(Command::Abort {
+                stream: self.stream,
+            });
+        }
+    }
+}
