@@ -68,7 +68,12 @@ pub(crate) struct EpochTicker {
 }
 
 impl EpochTicker {
-    pub(crate) fn start(engine: &Engine, tick: Duration) -> Result<Self, Error> {
+    /// Starts ticking; `epoch` mirrors the engine's epoch (wasmtime does not expose it).
+    pub(crate) fn start(
+        engine: &Engine,
+        tick: Duration,
+        epoch: Arc<std::sync::atomic::AtomicU64>,
+    ) -> Result<Self, Error> {
         let stop = Arc::new(AtomicBool::new(false));
         let weak = engine.weak();
         let flag = stop.clone();
@@ -78,7 +83,10 @@ impl EpochTicker {
                 while !flag.load(Ordering::Relaxed) {
                     std::thread::sleep(tick);
                     match weak.upgrade() {
-                        Some(engine) => engine.increment_epoch(),
+                        Some(engine) => {
+                            engine.increment_epoch();
+                            epoch.fetch_add(1, Ordering::Relaxed);
+                        }
                         None => break,
                     }
                 }

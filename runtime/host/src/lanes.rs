@@ -9,7 +9,13 @@
 //! for a lane: whatever long guests do, they leave the other workers to the short ones. A
 //! guest gives its lane back whenever it calls into the host (to wait for I/O, say), so a lane
 //! is only ever held by guest code that is running.
+//!
+//! Time a guest spends yielded (waiting for a worker or a lane) is not its CPU time. Its next
+//! tick's deadline was set before it yielded, so when it resumes after the epoch has moved
+//! on, the deadline has already passed: that first tick after a resume is not charged unless
+//! the epoch advanced while the guest was running again.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -20,6 +26,8 @@ use wasmtime::UpdateDeadline;
 #[derive(Clone, Debug)]
 pub(crate) struct Lanes {
     lanes: Arc<Semaphore>,
+    /// The engine's epoch, as counted by the runtime's ticker (wasmtime does not expose it).
+    epoch: Arc<AtomicU64>,
     /// Epoch ticks of CPU time after which a guest counts as long-running.
     after_ticks: u64,
 }
@@ -32,10 +40,11 @@ impl Lanes {
     pub(crate) const AFTER: Duration = Duration::from_millis(2);
 
     /// `count` lanes (at least one); ticks of `tick`.
-    pub(crate) fn new(count: usize, tick: Duration) -> Self {
+    pub(crate) fn new(count: usize, tick: Duration, epoch: Arc<AtomicU64>) -> Self {
         let tick_ns = tick.as_nanos().max(1);
         Self {
             lanes: Arc::new(Semaphore::new(count.max(1))),
+            epoch,
             after_ticks: u64::try_from(Self::AFTER.as_nanos().div_ceil(tick_ns)).unwrap_or(1),
         }
     }
@@ -51,46 +60,80 @@ impl Lanes {
 pub(crate) struct LaneUse {
     lanes: Lanes,
     ticks: u64,
-    /// The lane held during the current tick, once the guest is long-running.
-    held: Option<Arc<Mutex<Option<OwnedSemaphorePermit>>>>,
+    /// Shared with the guest's pending yield, once it has ticked.
+    turn: Option<Arc<Turn>>,
 }
+
+/// What a guest's yield leaves behind for its next tick.
+#[derive(Debug)]
+struct Turn {
+    /// The lane held during the current tick, once the guest is long-running.
+    permit: Mutex<Option<OwnedSemaphorePermit>>,
+    /// The epoch when the guest last resumed from a yield ([`NOT_RESUMED`] if it has not
+    /// since its last tick).
+    resumed_at: AtomicU64,
+}
+
+const NOT_RESUMED: u64 = u64::MAX;
 
 impl LaneUse {
     pub(crate) fn new(lanes: &Lanes) -> Self {
         Self {
             lanes: lanes.clone(),
             ticks: 0,
-            held: None,
+            turn: None,
         }
+    }
+
+    /// Whether the tick that just fired was caused by time spent yielded rather than
+    /// running: the guest resumed after its deadline and the epoch has not moved since.
+    pub(crate) fn stale_tick(&self) -> bool {
+        let Some(turn) = &self.turn else {
+            return false;
+        };
+        let resumed = turn.resumed_at.swap(NOT_RESUMED, Ordering::Relaxed);
+        resumed != NOT_RESUMED && resumed == self.lanes.epoch.load(Ordering::Relaxed)
     }
 
     /// At an epoch tick: a short guest just yields; a long-running one gives back its lane
     /// and queues for one again before it goes on.
     pub(crate) fn on_tick(&mut self) -> UpdateDeadline {
         self.ticks += 1;
-        if self.ticks <= self.lanes.after_ticks {
-            return UpdateDeadline::Yield(1);
-        }
-        let held = self.held.get_or_insert_with(Arc::default).clone();
-        release(&held);
-        let lanes = self.lanes.lanes.clone();
+        let turn = self
+            .turn
+            .get_or_insert_with(|| {
+                Arc::new(Turn {
+                    permit: Mutex::new(None),
+                    resumed_at: AtomicU64::new(NOT_RESUMED),
+                })
+            })
+            .clone();
+        let epoch = self.lanes.epoch.clone();
+        let lanes = (self.ticks > self.lanes.after_ticks).then(|| {
+            release(&turn.permit);
+            self.lanes.lanes.clone()
+        });
         UpdateDeadline::YieldCustom(
             1,
             Box::pin(async move {
                 // Yield at every tick like any guest (an uncontended lane must not make a
                 // busy guest run on without ever letting the executor check its timers).
                 tokio::task::yield_now().await;
-                if let Ok(permit) = lanes.acquire_owned().await {
-                    *held.lock().unwrap_or_else(|e| e.into_inner()) = Some(permit);
+                if let Some(lanes) = lanes
+                    && let Ok(permit) = lanes.acquire_owned().await
+                {
+                    *turn.permit.lock().unwrap_or_else(|e| e.into_inner()) = Some(permit);
                 }
+                turn.resumed_at
+                    .store(epoch.load(Ordering::Relaxed), Ordering::Relaxed);
             }),
         )
     }
 
     /// The guest calls into the host: its lane, if any, is free for others meanwhile.
     pub(crate) fn on_host_call(&self) {
-        if let Some(held) = &self.held {
-            release(held);
+        if let Some(turn) = &self.turn {
+            release(&turn.permit);
         }
     }
 }
@@ -113,17 +156,17 @@ mod tests {
     fn queue(guest: &mut LaneUse) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> {
         match guest.on_tick() {
             UpdateDeadline::YieldCustom(1, turn) => turn,
-            _ => panic!("a long-running guest queues for a lane"),
+            _ => panic!("a guest yields at every tick"),
         }
     }
 
     #[tokio::test]
     async fn long_running_guests_take_turns_at_the_lanes() {
-        let lanes = Lanes::new(1, Duration::from_millis(1));
+        let lanes = Lanes::new(1, Duration::from_millis(1), Arc::default());
         let (mut a, mut b) = (LaneUse::new(&lanes), LaneUse::new(&lanes));
         for _ in 0..Lanes::AFTER.as_millis() {
-            assert!(matches!(a.on_tick(), UpdateDeadline::Yield(1)));
-            assert!(matches!(b.on_tick(), UpdateDeadline::Yield(1)));
+            assert!(ends(&mut queue(&mut a)).await, "short guests only yield");
+            assert!(ends(&mut queue(&mut b)).await, "short guests only yield");
         }
         // Both are long-running now: a gets the one lane, b waits until a's next tick.
         assert!(ends(&mut queue(&mut a)).await, "the lane is free");
@@ -143,7 +186,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_uncontended_lane_still_yields_to_the_executor() {
-        let lanes = Lanes::new(1, Duration::from_millis(1));
+        let lanes = Lanes::new(1, Duration::from_millis(1), Arc::default());
         let mut guest = LaneUse::new(&lanes);
         for _ in 0..=Lanes::AFTER.as_millis() {
             guest.on_tick();
@@ -156,5 +199,26 @@ mod tests {
             turn.as_mut().poll(&mut cx).is_ready(),
             "then takes the free lane"
         );
+    }
+
+    #[tokio::test]
+    async fn time_spent_yielded_is_not_charged() {
+        let epoch = Arc::new(AtomicU64::new(7));
+        let lanes = Lanes::new(1, Duration::from_millis(1), epoch.clone());
+        let mut guest = LaneUse::new(&lanes);
+        assert!(!guest.stale_tick(), "a first tick is the guest's own");
+        let mut turn = queue(&mut guest);
+        // The guest waits for the executor while the epoch moves on, then resumes.
+        epoch.store(9, Ordering::Relaxed);
+        assert!(ends(&mut turn).await);
+        assert!(
+            guest.stale_tick(),
+            "the deadline passed while yielded: not charged"
+        );
+        // The next tick comes after the guest ran across an epoch increment: charged.
+        let mut turn = queue(&mut guest);
+        assert!(ends(&mut turn).await);
+        epoch.store(10, Ordering::Relaxed);
+        assert!(!guest.stale_tick(), "ran across an increment: charged");
     }
 }

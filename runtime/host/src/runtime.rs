@@ -167,7 +167,8 @@ impl RuntimeBuilder {
     /// deployments of the store, if one is set (from precompiled artifacts: no recompiling).
     pub fn build(&self) -> Result<Runtime, Error> {
         let engine = build_engine(&self.engine)?;
-        let ticker = EpochTicker::start(&engine, self.engine.epoch_tick)?;
+        let epoch = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let ticker = EpochTicker::start(&engine, self.engine.epoch_tick, epoch.clone())?;
         let mut linker = Linker::<RequestState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .and_then(|()| wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker))
@@ -206,7 +207,11 @@ impl RuntimeBuilder {
                 keys,
                 cache,
                 collapser: Arc::default(),
-                lanes: crate::lanes::Lanes::new(self.long_running_lanes, self.engine.epoch_tick),
+                lanes: crate::lanes::Lanes::new(
+                    self.long_running_lanes,
+                    self.engine.epoch_tick,
+                    epoch,
+                ),
                 engine_key,
                 linker,
                 registry: Registry::default(),

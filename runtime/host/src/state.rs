@@ -90,6 +90,9 @@ impl RequestState {
         mut store: StoreContextMut<'_, Self>,
     ) -> wasmtime::Result<UpdateDeadline> {
         let state = store.data_mut();
+        if state.lanes.stale_tick() {
+            return Ok(UpdateDeadline::Continue(1));
+        }
         if state.cpu_ticks_left == 0 {
             state.tripped = Some(Limit::CpuTime);
             return Ok(UpdateDeadline::Interrupt);
@@ -134,6 +137,11 @@ impl RequestState {
     ) -> wasmtime::Result<()> {
         match hook {
             CallHook::ReturningFromHost => store.set_epoch_deadline(1),
+            // The host calls into the guest mid-call too: `cabi_realloc`, to place a result
+            // (the bytes of a read) in guest memory. The deadline set before the host call
+            // may have passed while the host waited for I/O: without a fresh one, that
+            // wait would be charged as a tick of CPU time.
+            CallHook::CallingWasm => store.set_epoch_deadline(1),
             CallHook::CallingHost => store.data().lanes.on_host_call(),
             _ => {}
         }

@@ -30,8 +30,8 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 pub use admin::{AdminOptions, handle as handle_admin, load_or_create_token};
-pub use h3::Http3;
 pub(crate) use h1h2::ConnectionLimits;
+pub use h3::Http3;
 pub use tls::TlsIdentity;
 pub(crate) use tls::write_atomically;
 

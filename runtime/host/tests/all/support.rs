@@ -11,7 +11,7 @@ use http_body_util::{BodyExt, Full, combinators::BoxBody};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
-use virga::server::{Server, TlsIdentity};
+use virga::server::{Http3, Server, TlsIdentity};
 use virga::{DeploymentConfig, Limits, Runtime};
 
 /// How a test reaches the host.
@@ -20,9 +20,11 @@ pub enum Proto {
     H1,
     H2c,
     H2Tls,
+    /// HTTP/3 over QUIC, with quiche's client.
+    H3,
 }
 
-pub const ALL_PROTOS: [Proto; 3] = [Proto::H1, Proto::H2c, Proto::H2Tls];
+pub const ALL_PROTOS: [Proto; 4] = [Proto::H1, Proto::H2c, Proto::H2Tls, Proto::H3];
 
 pub struct TestHostBuilder {
     runtime: Runtime,
@@ -30,9 +32,16 @@ pub struct TestHostBuilder {
     header_timeout: Option<Duration>,
     max_connections: Option<usize>,
     body_rate: Option<(u64, Duration)>,
+    http3: Http3,
 }
 
 impl TestHostBuilder {
+    /// Sets the server's HTTP/3 options.
+    pub fn http3(mut self, options: Http3) -> Self {
+        self.http3 = options;
+        self
+    }
+
     /// Deploys the guest at `path` as `name`, serving `route`, with default limits.
     pub fn guest(mut self, name: &str, path: &str, route: &str) -> Self {
         let bytes = std::fs::read(path).expect("guest built by virga-test-artifacts");
@@ -95,12 +104,19 @@ impl TestHostBuilder {
         let server = server
             .http("127.0.0.1:0".parse().unwrap())
             .https("127.0.0.1:0".parse().unwrap(), identity)
+            .http3(self.http3.clone())
             .drain_timeout(Duration::from_secs(10))
             .bind()
             .await
             .expect("binds");
         let http = server.http_addr().unwrap();
         let https = server.https_addr().unwrap();
+        let h3 = server.h3_addr().unwrap();
+        assert_eq!(
+            h3.port(),
+            https.port(),
+            "HTTP/3 shares the TLS listener's port"
+        );
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(server.run(async move {
             let _ = stopped.await;
@@ -109,6 +125,7 @@ impl TestHostBuilder {
             runtime: self.runtime,
             http,
             https,
+            h3,
             cert_pem: std::fs::read(cert_path).unwrap(),
             stop: Some(stop),
             task: Some(task),
@@ -121,6 +138,7 @@ pub struct TestHost {
     pub runtime: Runtime,
     pub http: SocketAddr,
     pub https: SocketAddr,
+    pub h3: SocketAddr,
     pub cert_pem: Vec<u8>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
@@ -132,6 +150,7 @@ pub struct Reply {
     pub status: http::StatusCode,
     pub headers: http::HeaderMap,
     pub body: Bytes,
+    pub trailers: Option<http::HeaderMap>,
     pub version: http::Version,
 }
 
@@ -158,6 +177,20 @@ pub fn chunked(data: Bytes, chunk: usize) -> ReqBody {
     http_body_util::StreamBody::new(futures::stream::iter(frames)).boxed()
 }
 
+/// Reads a response whole, trailers included.
+async fn read_reply(response: http::Response<hyper::body::Incoming>) -> Result<Reply> {
+    let (parts, body) = response.into_parts();
+    let collected = body.collect().await.context("reading the response body")?;
+    let trailers = collected.trailers().cloned();
+    Ok(Reply {
+        status: parts.status,
+        headers: parts.headers,
+        body: collected.to_bytes(),
+        trailers,
+        version: parts.version,
+    })
+}
+
 impl TestHost {
     pub fn builder() -> TestHostBuilder {
         Self::builder_with(Runtime::builder().build().expect("runtime"))
@@ -170,6 +203,7 @@ impl TestHost {
             header_timeout: None,
             max_connections: None,
             body_rate: None,
+            http3: Http3::default(),
         }
     }
 
@@ -187,7 +221,7 @@ impl TestHost {
         body: ReqBody,
     ) -> Result<Reply> {
         let (addr, scheme) = match proto {
-            Proto::H2Tls => (self.https, "https"),
+            Proto::H2Tls | Proto::H3 => (self.https, "https"),
             _ => (self.http, "http"),
         };
         let uri = format!("{scheme}://localhost:{}{path}", addr.port());
@@ -207,6 +241,7 @@ impl TestHost {
     ) -> Result<Reply> {
         let addr = match proto {
             Proto::H2Tls => self.https,
+            Proto::H3 => return self.h3_request(request).await,
             _ => self.http,
         };
         if proto == Proto::H1 && !request.headers().contains_key("host") {
@@ -228,6 +263,7 @@ impl TestHost {
                 tokio::spawn(conn);
                 sender.send_request(request).await?
             }
+            Proto::H3 => unreachable!("HTTP/3 requests take h3_request"),
             Proto::H2Tls => {
                 let tls = self.tls_connect(tcp, None).await?;
                 let alpn = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
@@ -241,18 +277,85 @@ impl TestHost {
                 sender.send_request(request).await?
             }
         };
-        let (parts, body) = response.into_parts();
-        let body = body
-            .collect()
-            .await
-            .context("reading the response body")?
-            .to_bytes();
-        Ok(Reply {
-            status: parts.status,
-            headers: parts.headers,
-            body,
-            version: parts.version,
-        })
+        read_reply(response).await
+    }
+
+    /// Sends all `requests` at once over one connection (HTTP/2, HTTP/3: concurrent
+    /// streams) or one connection each (HTTP/1.1), and returns the replies in order.
+    pub async fn send_many(
+        &self,
+        proto: Proto,
+        requests: Vec<http::Request<Bytes>>,
+    ) -> Result<Vec<Result<Reply>>> {
+        match proto {
+            Proto::H3 => self.h3_client().await?.send_all(requests).await,
+            Proto::H1 => Ok(
+                futures::future::join_all(requests.into_iter().map(|request| {
+                    let (parts, body) = request.into_parts();
+                    self.request(proto, http::Request::from_parts(parts, full(body)))
+                }))
+                .await,
+            ),
+            Proto::H2c | Proto::H2Tls => {
+                let tcp = TcpStream::connect(if proto == Proto::H2c {
+                    self.http
+                } else {
+                    self.https
+                })
+                .await?;
+                let mut sender = if proto == Proto::H2c {
+                    let (sender, conn) = hyper::client::conn::http2::handshake(
+                        TokioExecutor::new(),
+                        TokioIo::new(tcp),
+                    )
+                    .await?;
+                    tokio::spawn(conn);
+                    sender
+                } else {
+                    let tls = self.tls_connect(tcp, None).await?;
+                    let (sender, conn) = hyper::client::conn::http2::handshake(
+                        TokioExecutor::new(),
+                        TokioIo::new(tls),
+                    )
+                    .await?;
+                    tokio::spawn(conn);
+                    sender
+                };
+                sender.ready().await?;
+                let exchanges = requests.into_iter().map(|request| {
+                    let mut sender = sender.clone();
+                    let (parts, body) = request.into_parts();
+                    async move {
+                        let response = sender
+                            .send_request(http::Request::from_parts(parts, full(body)))
+                            .await?;
+                        read_reply(response).await
+                    }
+                });
+                Ok(futures::future::join_all(exchanges).await)
+            }
+        }
+    }
+
+    /// An absolute URI for `path` on the listener `proto` uses.
+    pub fn uri(&self, proto: Proto, path: &str) -> String {
+        match proto {
+            Proto::H2Tls | Proto::H3 => format!("https://localhost:{}{path}", self.https.port()),
+            _ => format!("http://localhost:{}{path}", self.http.port()),
+        }
+    }
+
+    /// Sends `request` over HTTP/3 on a new QUIC connection (quiche's client).
+    pub async fn h3_request(&self, request: http::Request<ReqBody>) -> Result<Reply> {
+        let (parts, body) = request.into_parts();
+        let body = body.collect().await?.to_bytes();
+        let mut client = self.h3_client().await?;
+        client.send(http::Request::from_parts(parts, body)).await
+    }
+
+    /// A new HTTP/3 connection to the host.
+    pub async fn h3_client(&self) -> Result<crate::h3client::H3Client> {
+        crate::h3client::H3Client::connect(self.h3, &self.cert_pem).await
     }
 
     /// A TLS client connection trusting the host's self-signed certificate, offering h2 and

@@ -84,7 +84,10 @@ impl Body for RequestBody {
         Poll::Ready(match piece {
             Some(Piece::Data(data)) => {
                 self.received += data.len() as u64;
-                if self.declared.is_some_and(|declared| self.received > declared) {
+                if self
+                    .declared
+                    .is_some_and(|declared| self.received > declared)
+                {
                     self.ended = true;
                     Some(Err(body_error(
                         "the request body is longer than its content-length",
@@ -130,11 +133,7 @@ pub(super) async fn send_response(
     let (parts, mut body) = response.into_parts();
     let head = response_head(&parts);
     let fin = body.is_end_stream();
-    if commands
-        .send(Command::Head { stream, head, fin })
-        .is_err()
-        || fin
-    {
+    if commands.send(Command::Head { stream, head, fin }).is_err() || fin {
         return;
     }
     loop {

@@ -286,7 +286,13 @@ impl Driver {
             )
         } else {
             if declared.is_some_and(|d| d != 0) {
-                self.refuse(conn, h3, id, "the request body is shorter than its content-length", false);
+                self.refuse(
+                    conn,
+                    h3,
+                    id,
+                    "the request body is shorter than its content-length",
+                    false,
+                );
                 return;
             }
             (None, RequestBody::new(None, self.room.clone(), declared))
@@ -373,18 +379,33 @@ impl Driver {
                     return;
                 }
             };
-            match h3.recv_body(conn, id, &mut self.read_buf) {
-                Ok(len) => permit.send(Piece::Data(Bytes::copy_from_slice(&self.read_buf[..len]))),
-                Err(h3::Error::Done) => {
-                    stream.paused = false;
-                    return;
+            // Fill the buffer with what quiche holds (often many packets' worth), so that
+            // the handler reads few large chunks rather than one per packet.
+            let mut filled = 0;
+            let mut drained = false;
+            while filled < self.read_buf.len() {
+                match h3.recv_body(conn, id, &mut self.read_buf[filled..]) {
+                    Ok(len) => filled += len,
+                    Err(h3::Error::Done) => {
+                        drained = true;
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::debug!(peer = %self.peer, stream = id, error = %e, "reading a body failed");
+                        stream.body = None;
+                        stream.paused = false;
+                        return;
+                    }
                 }
-                Err(e) => {
-                    tracing::debug!(peer = %self.peer, stream = id, error = %e, "reading a body failed");
-                    stream.body = None;
-                    stream.paused = false;
-                    return;
-                }
+            }
+            if filled > 0 {
+                permit.send(Piece::Data(Bytes::copy_from_slice(
+                    &self.read_buf[..filled],
+                )));
+            }
+            if drained {
+                stream.paused = false;
+                return;
             }
         }
     }
@@ -426,7 +447,8 @@ impl Driver {
             ),
             Command::Abort { stream } => {
                 if self.streams.remove(&stream).is_some() {
-                    let _ = conn.stream_shutdown(stream, quiche::Shutdown::Write, H3_INTERNAL_ERROR);
+                    let _ =
+                        conn.stream_shutdown(stream, quiche::Shutdown::Write, H3_INTERNAL_ERROR);
                     let _ = conn.stream_shutdown(stream, quiche::Shutdown::Read, H3_NO_ERROR);
                 }
                 return;
@@ -446,9 +468,7 @@ impl Driver {
         let mut failed = None;
         while let Some(front) = stream.out.front_mut() {
             let result = match front {
-                Out::Head(head, fin) => h3
-                    .send_response(conn, id, head, *fin)
-                    .map(|()| Some(*fin)),
+                Out::Head(head, fin) => h3.send_response(conn, id, head, *fin).map(|()| Some(*fin)),
                 Out::Data(data, fin) if data.is_empty() && !*fin => Ok(Some(false)),
                 Out::Data(data, fin) => match h3.send_body(conn, id, data, *fin) {
                     Ok(written) => {

@@ -117,7 +117,8 @@ pub(super) fn trailers(fields: &[Header]) -> Result<http::HeaderMap, String> {
             return Err("a pseudo-header field in trailers".into());
         }
         let name = http::HeaderName::from_bytes(field.name()).map_err(|_| "bad trailer name")?;
-        let value = http::HeaderValue::from_bytes(field.value()).map_err(|_| "bad trailer value")?;
+        let value =
+            http::HeaderValue::from_bytes(field.value()).map_err(|_| "bad trailer value")?;
         map.append(name, value);
     }
     Ok(map)
@@ -163,12 +164,24 @@ mod tests {
             (&base[1..], "no :method"),
             (&[base[0], base[2], base[3]], "no :scheme"),
             (&base[..3], "no :path"),
-            (&[base[0], base[1], base[2], (":path", "")], ":path is empty"),
+            (
+                &[base[0], base[1], base[2], (":path", "")],
+                ":path is empty",
+            ),
             (&[base[0], base[0], base[1], base[3]], "appears twice"),
-            (&[base[0], (":protocol", "x"), base[1], base[3]], "unknown pseudo"),
-            (&[base[0], ("x", "1"), base[1], base[3]], "follows a regular"),
+            (
+                &[base[0], (":protocol", "x"), base[1], base[3]],
+                "unknown pseudo",
+            ),
+            (
+                &[base[0], ("x", "1"), base[1], base[3]],
+                "follows a regular",
+            ),
             (&[base[0], base[1], base[3], ("X-Up", "1")], "uppercase"),
-            (&[base[0], base[1], base[3], ("connection", "close")], "connection"),
+            (
+                &[base[0], base[1], base[3], ("connection", "close")],
+                "connection",
+            ),
             (&[base[0], base[1], base[3], ("te", "gzip")], "te field"),
             (&[base[0], base[1], base[3], ("x", "a\nb")], "bad value"),
             (&[(":method", "CONNECT"), base[2]], "CONNECT"),

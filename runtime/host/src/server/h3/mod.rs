@@ -161,8 +161,8 @@ impl Listener {
         body_rate: BodyRate,
     ) -> Result<Self, Error> {
         let config = options.quic_config(identity)?;
-        let mut h3_config = quiche::h3::Config::new()
-            .map_err(|e| Error::Engine(format!("HTTP/3 setup: {e}")))?;
+        let mut h3_config =
+            quiche::h3::Config::new().map_err(|e| Error::Engine(format!("HTTP/3 setup: {e}")))?;
         // The same bound on a request's field section as HTTP/1.1 and HTTP/2 have; a larger
         // one closes the connection with H3_EXCESSIVE_LOAD.
         h3_config.set_max_field_section_size(super::h1h2::MAX_HEAD_BYTES as u64);
