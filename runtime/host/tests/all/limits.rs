@@ -133,3 +133,36 @@ async fn state_does_not_leak_between_requests() {
         assert_eq!(reply.text(), "1\n", "{proto:?}");
     }
 }
+
+/// Waiting for I/O is not CPU time: a guest reading a body that trickles in (40 chunks,
+/// 5 ms apart: 200 ms of waiting) stays well inside a 10 ms CPU limit. (Each wait used to
+/// be charged a tick when the host handed over the bytes through the guest's allocator.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_for_a_slow_body_is_not_charged_as_cpu_time() {
+    use bytes::Bytes;
+    let host = TestHost::builder()
+        .guest("echo", virga_test_artifacts::ECHO, "*/*")
+        .limits(Limits::default().cpu_time(Duration::from_millis(10)))
+        .start()
+        .await;
+    let (tx, mut rx) =
+        tokio::sync::mpsc::channel::<Result<http_body::Frame<Bytes>, std::io::Error>>(1);
+    let body =
+        http_body_util::StreamBody::new(futures::stream::poll_fn(move |cx| rx.poll_recv(cx)));
+    let request = http::Request::put(host.uri(Proto::H1, "/sum"))
+        .body(http_body_util::BodyExt::boxed(body))
+        .unwrap();
+    let feeder = tokio::spawn(async move {
+        for _ in 0..40 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            let chunk = Bytes::from(vec![1u8; 1024]);
+            if tx.send(Ok(http_body::Frame::data(chunk))).await.is_err() {
+                return;
+            }
+        }
+    });
+    let reply = host.request(Proto::H1, request).await.unwrap();
+    feeder.await.unwrap();
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert!(reply.text().starts_with("40960 "), "{}", reply.text());
+}
