@@ -7,6 +7,7 @@ mod abuse;
 mod crypto;
 mod embedding;
 mod fetch;
+mod h3;
 mod h3client;
 mod hostile;
 mod limits;
