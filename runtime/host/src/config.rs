@@ -159,6 +159,30 @@ pub struct ServerConfig {
     /// Default 10000.
     #[serde(default = "default_body_grace")]
     pub body_grace_ms: u64,
+    /// HTTP/3 (QUIC) on the UDP port of `https`, with its certificate; needs `https`.
+    /// Default true.
+    #[serde(default = "default_true")]
+    pub http3: bool,
+    /// Milliseconds after which a silent HTTP/3 connection is closed. Default 30000.
+    #[serde(default = "default_h3_idle")]
+    pub h3_idle_timeout_ms: u64,
+    /// Request streams one HTTP/3 connection may have open at once. Default 100.
+    #[serde(default = "default_h3_streams")]
+    pub h3_max_streams: u64,
+    /// Whether new HTTP/3 connections first prove their address with a stateless Retry.
+    /// Default true.
+    #[serde(default = "default_true")]
+    pub h3_address_validation: bool,
+}
+
+impl ServerConfig {
+    /// The HTTP/3 options these keys describe.
+    pub fn http3_options(&self) -> crate::server::Http3 {
+        crate::server::Http3::default()
+            .idle_timeout(std::time::Duration::from_millis(self.h3_idle_timeout_ms))
+            .max_concurrent_streams(self.h3_max_streams)
+            .address_validation(self.h3_address_validation)
+    }
 }
 
 impl Default for ServerConfig {
@@ -179,6 +203,10 @@ impl Default for ServerConfig {
             header_timeout_ms: default_header_timeout(),
             min_body_rate: default_body_rate(),
             body_grace_ms: default_body_grace(),
+            http3: true,
+            h3_idle_timeout_ms: default_h3_idle(),
+            h3_max_streams: default_h3_streams(),
+            h3_address_validation: true,
         }
     }
 }
@@ -441,6 +469,15 @@ fn default_body_grace() -> u64 {
     let grace = crate::server::ConnectionLimits::default().body_rate.grace;
     u64::try_from(grace.as_millis()).unwrap_or(u64::MAX)
 }
+fn default_true() -> bool {
+    true
+}
+fn default_h3_idle() -> u64 {
+    30_000
+}
+fn default_h3_streams() -> u64 {
+    100
+}
 fn default_keep() -> usize {
     10
 }
@@ -535,6 +572,9 @@ mod tests {
             ("[server]\nmin_body_rate = \"fast\"", "invalid type"),
             ("[server]\nbody_grace_ms = -1", "invalid value"),
             ("[server]\nlong_running_lanes = -2", "invalid value"),
+            ("[server]\nhttp3 = \"yes\"", "invalid type"),
+            ("[server]\nh3_max_streams = -1", "invalid value"),
+            ("[server]\nh3_idle_timeout_ms = \"1s\"", "invalid type"),
         ] {
             let err = Config::parse(text, "test.toml").unwrap_err().to_string();
             assert!(err.contains(expected), "{text:?}: {err}");

@@ -322,6 +322,8 @@ pub(crate) struct Serving {
     pub(crate) http: SocketAddr,
     /// The HTTP/1.1 and HTTP/2 over TLS address, when served.
     pub(crate) https: Option<SocketAddr>,
+    /// The HTTP/3 (UDP) address: the TLS port, when TLS is served.
+    pub(crate) h3: Option<SocketAddr>,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
@@ -329,10 +331,13 @@ pub(crate) struct Serving {
 pub(crate) async fn serve(runtime: Runtime, tls: Option<TlsIdentity>) -> Serving {
     let mut builder = Server::builder(runtime).http("127.0.0.1:0".parse().unwrap());
     if let Some(identity) = tls {
-        builder = builder.https("127.0.0.1:0".parse().unwrap(), identity);
+        builder = builder
+            .https("127.0.0.1:0".parse().unwrap(), identity)
+            .http3(virga::server::Http3::default());
     }
     let server = builder.bind().await.unwrap();
     let (http, https) = (server.http_addr().unwrap(), server.https_addr());
+    let h3 = server.h3_addr();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(server.run(async move {
         let _ = stopped.await;
@@ -340,6 +345,7 @@ pub(crate) async fn serve(runtime: Runtime, tls: Option<TlsIdentity>) -> Serving
     Serving {
         http,
         https,
+        h3,
         _stop: stop,
     }
 }

@@ -5,6 +5,7 @@
 
 #![allow(missing_docs)]
 
+mod aioquic;
 mod cache_harness;
 mod cache_proxy;
 mod curl;

@@ -27,6 +27,9 @@ pub(crate) struct DevArgs {
     /// Do not start the TLS listener.
     #[arg(long)]
     no_tls: bool,
+    /// Do not serve HTTP/3 (QUIC) on the TLS listener's UDP port.
+    #[arg(long)]
+    no_http3: bool,
     /// Where state lives (the self-signed certificate, for now).
     #[arg(long, default_value = ".virga")]
     state_dir: PathBuf,
@@ -93,14 +96,22 @@ pub(crate) async fn run(args: DevArgs) -> Result<()> {
         let (identity, cert) = TlsIdentity::self_signed(&args.state_dir.join("tls"))?;
         cert_note = Some(cert);
         builder = builder.https(args.https, identity);
+        if !args.no_http3 {
+            builder = builder.http3(virga::server::Http3::default());
+        }
     }
     let server = builder.bind().await?;
     if let Some(addr) = server.http_addr() {
         println!("serving {name} on http://{addr}/ (HTTP/1.1, h2c)");
     }
     if let (Some(addr), Some(cert)) = (server.https_addr(), &cert_note) {
+        let h3 = if server.h3_addr().is_some() {
+            ", HTTP/3"
+        } else {
+            ""
+        };
         println!(
-            "serving {name} on https://{addr}/ (HTTP/1.1, HTTP/2; self-signed certificate: {})",
+            "serving {name} on https://{addr}/ (HTTP/1.1, HTTP/2{h3}; self-signed certificate: {})",
             cert.display()
         );
     }

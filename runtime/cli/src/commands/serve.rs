@@ -121,6 +121,9 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
             }
         };
         builder = builder.https(addr, identity);
+        if server_config.http3 {
+            builder = builder.http3(server_config.http3_options());
+        }
     }
     if let Some(addr) = server_config.admin {
         let token = match (&server_config.admin_token, std::env::var("VIRGA_TOKEN")) {
@@ -146,6 +149,9 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
             "https on https://{addr}/ (HTTP/1.1, HTTP/2; certificate {})",
             cert.display()
         );
+    }
+    if let Some(addr) = server.h3_addr() {
+        println!("http3 on https://{addr}/ (QUIC, UDP port {})", addr.port());
     }
     if let Some(addr) = server.admin_addr() {
         println!(
