@@ -22,6 +22,13 @@ const H3_INTERNAL_ERROR: u64 = 0x102;
 const H3_REQUEST_REJECTED: u64 = 0x10b;
 const H3_REQUEST_CANCELLED: u64 = 0x10c;
 
+thread_local! {
+    /// Where body data is read before it is copied out in one piece: per worker thread,
+    /// not per connection (reading never awaits), so idle connections cost no buffer.
+    static SCRATCH: std::cell::RefCell<Box<[u8]>> =
+        std::cell::RefCell::new(vec![0; 64 * 1024].into_boxed_slice());
+}
+
 /// A request stream's state on the driver side.
 struct Stream {
     /// Where the request body goes; `None` once it ended or nobody reads it any more.
@@ -71,14 +78,14 @@ pub(super) async fn drive(
     mut stop: watch::Receiver<bool>,
 ) {
     let (commands, mut command_rx) = mpsc::unbounded_channel();
+    let room = Arc::new(Notify::new());
     let mut driver = Driver {
         h3: None,
         streams: HashMap::new(),
-        room: Arc::new(Notify::new()),
+        room: room.clone(),
         commands,
         endpoint,
         peer,
-        read_buf: vec![0; 64 * 1024].into_boxed_slice(),
         highest_stream: None,
         goaway_sent: false,
     };
@@ -105,7 +112,6 @@ pub(super) async fn drive(
         if timer.deadline() != deadline {
             timer.as_mut().reset(deadline);
         }
-        let room = driver.room.clone();
         tokio::select! {
             biased;
             datagram = datagrams.recv() => {
@@ -144,7 +150,6 @@ struct Driver {
     commands: mpsc::UnboundedSender<Command>,
     endpoint: Arc<Endpoint>,
     peer: SocketAddr,
-    read_buf: Box<[u8]>,
     highest_stream: Option<StreamId>,
     goaway_sent: bool,
 }
@@ -355,12 +360,22 @@ impl Driver {
 
     /// Moves body data from quiche into the stream's channel while it has room.
     fn read_body(&mut self, conn: &mut quiche::Connection, h3: &mut h3::Connection, id: StreamId) {
+        SCRATCH.with_borrow_mut(|buf| self.read_body_into(conn, h3, id, buf));
+    }
+
+    fn read_body_into(
+        &mut self,
+        conn: &mut quiche::Connection,
+        h3: &mut h3::Connection,
+        id: StreamId,
+        read_buf: &mut [u8],
+    ) {
         let Some(stream) = self.streams.get_mut(&id) else {
-            discard(conn, h3, id, &mut self.read_buf);
+            discard(conn, h3, id, read_buf);
             return;
         };
         let Some(sender) = stream.body.clone() else {
-            discard(conn, h3, id, &mut self.read_buf);
+            discard(conn, h3, id, read_buf);
             return;
         };
         loop {
@@ -375,7 +390,7 @@ impl Driver {
                     stream.body = None;
                     stream.paused = false;
                     let _ = conn.stream_shutdown(id, quiche::Shutdown::Read, H3_NO_ERROR);
-                    discard(conn, h3, id, &mut self.read_buf);
+                    discard(conn, h3, id, read_buf);
                     return;
                 }
             };
@@ -383,8 +398,8 @@ impl Driver {
             // the handler reads few large chunks rather than one per packet.
             let mut filled = 0;
             let mut drained = false;
-            while filled < self.read_buf.len() {
-                match h3.recv_body(conn, id, &mut self.read_buf[filled..]) {
+            while filled < read_buf.len() {
+                match h3.recv_body(conn, id, &mut read_buf[filled..]) {
                     Ok(len) => filled += len,
                     Err(h3::Error::Done) => {
                         drained = true;
@@ -400,7 +415,7 @@ impl Driver {
             }
             if filled > 0 {
                 permit.send(Piece::Data(Bytes::copy_from_slice(
-                    &self.read_buf[..filled],
+                    &read_buf[..filled],
                 )));
             }
             if drained {
