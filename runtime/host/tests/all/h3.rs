@@ -305,7 +305,7 @@ async fn malformed_requests_get_400_naming_the_problem() {
     // A body longer than its content-length is refused too (RFC 9114 §4.1.2).
     let host = TestHost::builder().guest("echo", ECHO, "*/*").start().await;
     let mut client = H3Client::connect(host.h3, &host.cert_pem).await.unwrap();
-    let mut fields = request_fields(
+    let fields = request_fields(
         &http::Request::post(host.uri(Proto::H3, "/echo"))
             .header("content-length", "3")
             .body(())

@@ -137,11 +137,6 @@ impl H3Client {
         Ok(())
     }
 
-    /// The datagram socket, for raw sends.
-    pub fn socket(&self) -> &UdpSocket {
-        &self.socket
-    }
-
     /// Sends one request and reads the whole response.
     pub async fn send(&mut self, request: http::Request<Bytes>) -> Result<Reply> {
         self.send_all(vec![request])

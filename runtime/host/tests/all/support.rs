@@ -24,8 +24,6 @@ pub enum Proto {
     H3,
 }
 
-pub const ALL_PROTOS: [Proto; 4] = [Proto::H1, Proto::H2c, Proto::H2Tls, Proto::H3];
-
 pub struct TestHostBuilder {
     runtime: Runtime,
     deployments: Vec<DeploymentConfig>,
