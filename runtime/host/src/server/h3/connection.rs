@@ -414,9 +414,7 @@ impl Driver {
                 }
             }
             if filled > 0 {
-                permit.send(Piece::Data(Bytes::copy_from_slice(
-                    &read_buf[..filled],
-                )));
+                permit.send(Piece::Data(Bytes::copy_from_slice(&read_buf[..filled])));
             }
             if drained {
                 stream.paused = false;
