@@ -25,6 +25,15 @@ pub fn full(bytes: impl Into<Bytes>) -> Body {
         .boxed_unsync()
 }
 
+/// A body that ends at once without declaring a length, so that a server does not add
+/// `Content-Length: 0` (for the answer to HEAD, which keeps the handler's headers).
+pub(crate) fn ended() -> Body {
+    http_body_util::StreamBody::new(futures::stream::empty::<
+        Result<http_body::Frame<Bytes>, BodyError>,
+    >())
+    .boxed_unsync()
+}
+
 /// The body length a message declares with `Content-Length`, if any.
 pub(crate) fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
     headers

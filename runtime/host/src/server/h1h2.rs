@@ -205,7 +205,18 @@ where
     B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
     B::Error: Into<crate::BoxError>,
 {
-    let answer = |result: Result<_, crate::Error>| result.unwrap_or_else(|e| e.into_response());
+    // A response to HEAD has no body (RFC 9110 §9.3.2), whatever the handler wrote: hyper
+    // drops it on HTTP/1.1 but would send it as DATA on HTTP/2. Dropping it also ends the
+    // guest's writing. (HTTP/3 ends such responses at their head itself.)
+    let head = request.method() == http::Method::HEAD && request.version() == http::Version::HTTP_2;
+    let answer = |result: Result<_, crate::Error>| {
+        let response = result.unwrap_or_else(|e: crate::Error| e.into_response());
+        if head {
+            response.map(|_| crate::body::ended())
+        } else {
+            response
+        }
+    };
     // A request without a body (most of them) has nothing to guard: no allocation for it.
     if rate.min_rate == 0 || request.body().is_end_stream() {
         return answer(runtime.handle(request).await);

@@ -414,3 +414,69 @@ fn take_events(client: &mut H3Client, stream: u64, body: &mut Vec<u8>) -> (bool,
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_cancelling_requests_as_fast_as_it_opens_them_is_closed() {
+    let host = TestHost::builder()
+        .guest("loop", virga_test_artifacts::LOOPING, "*/loop")
+        .guest("hello", HELLO, "*/*")
+        .start()
+        .await;
+    let mut client = H3Client::connect(host.h3, &host.cert_pem).await.unwrap();
+    let fields = request_fields(
+        &http::Request::get(host.uri(Proto::H3, "/loop"))
+            .body(())
+            .unwrap()
+            .into_parts()
+            .0,
+        0,
+        host.h3,
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut cancelled = 0;
+    // Rapid reset: requests to a busy guest, each cancelled (RESET_STREAM + STOP_SENDING)
+    // once the host has started it, batch after batch.
+    while client.conn.peer_error().is_none() && cancelled < 1000 {
+        let h3 = client.h3.as_mut().unwrap();
+        let mut batch = Vec::new();
+        while batch.len() < 40 {
+            match h3.send_request(&mut client.conn, &fields, false) {
+                Ok(id) => batch.push(id),
+                Err(_) => break,
+            }
+        }
+        client.flush().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        for id in &batch {
+            let _ = client
+                .conn
+                .stream_shutdown(*id, quiche::Shutdown::Write, 0x10c);
+            let _ = client
+                .conn
+                .stream_shutdown(*id, quiche::Shutdown::Read, 0x10c);
+        }
+        cancelled += batch.len();
+        client.flush().await.unwrap();
+        if client.wait(deadline).await.is_err() {
+            break;
+        }
+        let h3 = client.h3.as_mut().unwrap();
+        while h3.poll(&mut client.conn).is_ok() {}
+    }
+    while client.conn.peer_error().is_none() && client.wait(deadline).await.is_ok() {
+        client.flush().await.unwrap();
+    }
+    let error = client
+        .conn
+        .peer_error()
+        .expect("the host closes the connection");
+    assert_eq!(
+        error.error_code, 0x107,
+        "H3_EXCESSIVE_LOAD after {cancelled} cancelled requests"
+    );
+    assert!(
+        cancelled <= 400,
+        "closed only after {cancelled} cancelled requests"
+    );
+    still_serves(&host).await;
+}

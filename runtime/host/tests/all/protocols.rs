@@ -302,3 +302,19 @@ async fn shutdown_lets_in_flight_requests_finish_and_refuses_new_connections() {
         .await
         .expect("shutdown completes once the request is done");
 }
+
+on_every_protocol! {
+    /// HEAD gets the head GET would get, and no body.
+    async fn head_gets_no_body(proto) {
+        let host = TestHost::builder()
+            .guest("hello", HELLO, "*/*")
+            .start()
+            .await;
+        let head = host
+            .send(proto, Method::HEAD, "/x", full(Bytes::new()))
+            .await
+            .unwrap();
+        assert_eq!(head.status, 200);
+        assert!(head.body.is_empty(), "{:?}", head.body);
+    }
+}

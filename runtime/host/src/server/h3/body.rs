@@ -65,6 +65,14 @@ fn body_error(message: &str) -> crate::body::BodyError {
     message.to_owned().into()
 }
 
+impl Drop for RequestBody {
+    fn drop(&mut self) {
+        // The driver may have paused the stream for lack of room: let it see that nobody
+        // reads any more, so that it stops the stream instead of leaving data in quiche.
+        self.room.notify_one();
+    }
+}
+
 impl Body for RequestBody {
     type Data = Bytes;
     type Error = crate::body::BodyError;
@@ -123,16 +131,24 @@ impl Body for RequestBody {
 /// Hands a response to the driver: the head at once, then the body chunk by chunk as the
 /// stream's credit allows, then trailers if the handler sent some. Returns when the
 /// response is sent or the stream is gone (the client reset it or the connection closed),
-/// dropping the body so that the handler stops producing it.
+/// dropping the body so that the handler stops producing it. Responses that have no body
+/// (to HEAD, and 1xx, 204, 304: RFC 9110 §6.4.1) end with their head, whatever the handler
+/// wrote.
 pub(super) async fn send_response(
     stream: StreamId,
     response: http::Response<crate::Body>,
+    head_request: bool,
     commands: &mpsc::UnboundedSender<Command>,
     credit: Arc<Semaphore>,
 ) {
     let (parts, mut body) = response.into_parts();
     let head = response_head(&parts);
-    let fin = body.is_end_stream();
+    let status = parts.status;
+    let bodiless = head_request
+        || status.is_informational()
+        || status == http::StatusCode::NO_CONTENT
+        || status == http::StatusCode::NOT_MODIFIED;
+    let fin = bodiless || body.is_end_stream();
     if commands.send(Command::Head { stream, head, fin }).is_err() || fin {
         return;
     }

@@ -19,8 +19,26 @@ use crate::dispatch::ConnectionInfo;
 /// RFC 9114 §8.1 error codes.
 const H3_NO_ERROR: u64 = 0x100;
 const H3_INTERNAL_ERROR: u64 = 0x102;
+const H3_EXCESSIVE_LOAD: u64 = 0x107;
 const H3_REQUEST_REJECTED: u64 = 0x10b;
 const H3_REQUEST_CANCELLED: u64 = 0x10c;
+const H3_MESSAGE_ERROR: u64 = 0x10e;
+
+/// Requests served on one connection before it is sent GOAWAY (the client reconnects):
+/// bounds what a long-lived connection accumulates.
+const MAX_REQUESTS_PER_CONNECTION: u64 = 10_000;
+/// Streams a client may cancel while their handlers run, beyond the number it let finish,
+/// before its connection is closed with H3_EXCESSIVE_LOAD (rapid reset, as CVE-2023-44487
+/// on HTTP/2).
+const MAX_CANCELLED_IN_FLIGHT: u64 = 100;
+/// Datagrams taken at once before the driver turns to its other work.
+const DATAGRAM_BATCH: usize = 64;
+/// After the last response at shutdown, time for acknowledgements and retransmissions
+/// before the connection is closed.
+const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_millis(250);
+/// How long a response head may wait for room (congestion window, flow control) before
+/// its stream is reset: a head larger than the window would otherwise wait forever.
+const HEAD_BLOCKED_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 thread_local! {
     /// Where body data is read before it is copied out in one piece: per worker thread,
@@ -41,6 +59,11 @@ struct Stream {
     out: VecDeque<Out>,
     /// The handler's byte credit for response data.
     credit: Arc<Semaphore>,
+    /// The handler task: aborted when the stream goes away (a reset stream or a closed
+    /// connection cancels its request, guest included).
+    handler: Option<tokio::task::AbortHandle>,
+    /// Since when the response head has been waiting for room.
+    head_blocked_since: Option<std::time::Instant>,
 }
 
 impl Stream {
@@ -51,6 +74,8 @@ impl Stream {
             paused: false,
             out: VecDeque::new(),
             credit: Arc::new(Semaphore::new(body::RESPONSE_CREDIT)),
+            handler: None,
+            head_blocked_since: None,
         }
     }
 }
@@ -59,6 +84,9 @@ impl Drop for Stream {
     fn drop(&mut self) {
         // A handler still sending learns that the stream is gone.
         self.credit.close();
+        if let Some(handler) = self.handler.take() {
+            handler.abort();
+        }
     }
 }
 
@@ -88,27 +116,45 @@ pub(super) async fn drive(
         peer,
         highest_stream: None,
         goaway_sent: false,
+        draining: false,
+        requests: 0,
+        cancelled: 0,
     };
     let mut out = vec![0; MAX_SEND_PAYLOAD].into_boxed_slice();
     let far = || tokio::time::Instant::now() + std::time::Duration::from_secs(86_400);
     let timer = tokio::time::sleep_until(far());
     tokio::pin!(timer);
-    let mut draining = *stop.borrow();
+    if *stop.borrow() {
+        driver.draining = true;
+    }
+    let mut close_at: Option<tokio::time::Instant> = None;
     loop {
         driver.flush(&mut conn, &mut out).await;
-        if conn.is_closed() || conn.is_draining() {
+        // A closing connection keeps taking packets (and timers) until quiche is done.
+        if conn.is_closed() {
             break;
         }
-        if draining && driver.streams.is_empty() {
+        if driver.draining {
+            // Idempotent; also covers a GOAWAY decided while HTTP/3 was busy polling.
             driver.goaway(&mut conn);
-            let _ = conn.close(true, H3_NO_ERROR, b"shutting down");
-            driver.flush(&mut conn, &mut out).await;
-            break;
+        }
+        if driver.draining && driver.streams.is_empty() && !conn.is_draining() {
+            let now = tokio::time::Instant::now();
+            match close_at {
+                None => close_at = Some(now + CLOSE_GRACE),
+                Some(at) if at <= now => {
+                    let _ = conn.close(true, H3_NO_ERROR, b"shutting down");
+                    close_at = Some(far());
+                    continue;
+                }
+                Some(_) => {}
+            }
         }
         let deadline = conn
             .timeout_instant()
             .map(tokio::time::Instant::from_std)
-            .unwrap_or_else(far);
+            .unwrap_or_else(far)
+            .min(close_at.unwrap_or_else(far));
         if timer.deadline() != deadline {
             timer.as_mut().reset(deadline);
         }
@@ -117,8 +163,10 @@ pub(super) async fn drive(
             datagram = datagrams.recv() => {
                 let Some(datagram) = datagram else { break };
                 driver.receive(&mut conn, datagram);
-                // Take what else has arrived before answering: fewer, fuller packets.
-                while let Ok(datagram) = datagrams.try_recv() {
+                // Take what else has arrived before answering (fewer, fuller packets), but
+                // not without bound: a flood must not starve the rest of this loop.
+                for _ in 1..DATAGRAM_BATCH {
+                    let Ok(datagram) = datagrams.try_recv() else { break };
                     driver.receive(&mut conn, datagram);
                 }
             }
@@ -126,20 +174,28 @@ pub(super) async fn drive(
                 if let Some(command) = command {
                     driver.apply(&mut conn, command);
                 }
-                while let Ok(command) = command_rx.try_recv() {
-                    driver.apply(&mut conn, command);
-                }
             }
             () = room.notified() => driver.resume_reading(&mut conn),
-            () = &mut timer => conn.on_timeout(),
-            _ = stop.changed(), if !draining => {
-                draining = true;
+            () = &mut timer => {}
+            _ = stop.changed(), if !driver.draining => {
+                driver.draining = true;
                 driver.goaway(&mut conn);
             }
         }
-        driver.progress(&mut conn, draining);
+        // Whatever woke the driver: handlers' output, and quiche's timers when due.
+        while let Ok(command) = command_rx.try_recv() {
+            driver.apply(&mut conn, command);
+        }
+        if conn
+            .timeout_instant()
+            .is_some_and(|at| at <= std::time::Instant::now())
+        {
+            conn.on_timeout();
+        }
+        driver.progress(&mut conn);
     }
-    // Handlers still reading bodies see them end with an error; senders see closed credit.
+    // Handlers still reading bodies see them end with an error; senders see closed credit;
+    // handlers still running are cancelled.
     driver.streams.clear();
 }
 
@@ -152,6 +208,13 @@ struct Driver {
     peer: SocketAddr,
     highest_stream: Option<StreamId>,
     goaway_sent: bool,
+    /// Shutting down (or done with this connection): GOAWAY sent or to be sent, no new
+    /// requests, close once the streams are done.
+    draining: bool,
+    /// Requests accepted on this connection.
+    requests: u64,
+    /// Requests the client cancelled while their handlers ran.
+    cancelled: u64,
 }
 
 impl Driver {
@@ -177,8 +240,11 @@ impl Driver {
                 Err(quiche::Error::Done) => return,
                 Err(e) => {
                     tracing::debug!(peer = %self.peer, error = %e, "QUIC send failed");
-                    let _ = conn.close(false, 0x1, b"internal error");
-                    return;
+                    // Closing queues a CONNECTION_CLOSE: send it now (a second failure
+                    // means quiche has nothing more to send).
+                    if conn.close(false, 0x1, b"internal error").is_err() {
+                        return;
+                    }
                 }
             }
         }
@@ -186,7 +252,7 @@ impl Driver {
 
     /// After any event: set up HTTP/3 once the handshake is done, take its events, and
     /// write what handlers produced.
-    fn progress(&mut self, conn: &mut quiche::Connection, draining: bool) {
+    fn progress(&mut self, conn: &mut quiche::Connection) {
         if self.h3.is_none() && conn.is_established() {
             match h3::Connection::with_transport(conn, &self.endpoint.h3_config) {
                 Ok(h3) => self.h3 = Some(h3),
@@ -203,14 +269,16 @@ impl Driver {
         loop {
             match h3.poll(conn) {
                 Ok((id, h3::Event::Headers { list, more_frames })) => {
-                    self.on_headers(conn, &mut h3, id, list, more_frames, draining)
+                    self.on_headers(conn, &mut h3, id, list, more_frames)
                 }
                 Ok((id, h3::Event::Data)) => self.read_body(conn, &mut h3, id),
                 Ok((id, h3::Event::Finished)) => self.offer(id, Piece::End),
                 Ok((id, h3::Event::Reset(code))) => {
                     tracing::debug!(peer = %self.peer, stream = id, code, "client reset a stream");
                     let _ = conn.stream_shutdown(id, quiche::Shutdown::Write, H3_REQUEST_CANCELLED);
-                    self.streams.remove(&id);
+                    if self.streams.remove(&id).is_some() && self.cancelled_one(conn) {
+                        break;
+                    }
                 }
                 Ok((_, h3::Event::PriorityUpdate | h3::Event::GoAway)) => {}
                 Err(h3::Error::Done) => break,
@@ -241,7 +309,6 @@ impl Driver {
         id: StreamId,
         fields: Vec<Header>,
         more_frames: bool,
-        draining: bool,
     ) {
         if let Some(stream) = self.streams.get(&id) {
             // A second field section on a request stream: trailers (RFC 9114 §4.1).
@@ -251,18 +318,27 @@ impl Driver {
                     Err(reason) => {
                         tracing::debug!(peer = %self.peer, stream = id, reason, "bad trailers");
                         self.streams.remove(&id);
+                        // RFC 9114 §4.1.2: a malformed request is a stream error.
+                        let _ = conn.stream_shutdown(id, quiche::Shutdown::Write, H3_MESSAGE_ERROR);
+                        let _ = conn.stream_shutdown(id, quiche::Shutdown::Read, H3_MESSAGE_ERROR);
                     }
                 }
             }
             return;
         }
-        if draining && self.goaway_sent {
+        if self.draining && self.goaway_sent {
             // Past our GOAWAY: the client may retry elsewhere (RFC 9114 §5.2).
             let _ = conn.stream_shutdown(id, quiche::Shutdown::Write, H3_REQUEST_REJECTED);
             let _ = conn.stream_shutdown(id, quiche::Shutdown::Read, H3_REQUEST_REJECTED);
             return;
         }
         self.highest_stream = Some(self.highest_stream.map_or(id, |h| h.max(id)));
+        self.requests += 1;
+        if self.requests >= MAX_REQUESTS_PER_CONNECTION {
+            // This one is served; the client takes the next ones to a new connection.
+            self.draining = true;
+            self.goaway(conn);
+        }
         let head = match headers::request_head(&fields) {
             Ok(head) => head,
             Err(reason) => {
@@ -270,19 +346,13 @@ impl Driver {
                 return;
             }
         };
-        let declared = fields
-            .iter()
-            .find(|f| quiche::h3::NameValue::name(*f) == b"content-length")
-            .map(|f| {
-                std::str::from_utf8(quiche::h3::NameValue::value(f))
-                    .ok()
-                    .and_then(|v| v.parse::<u64>().ok())
-            });
-        if let Some(None) = declared {
-            self.refuse(conn, h3, id, "bad content-length", more_frames);
-            return;
-        }
-        let declared = declared.flatten();
+        let declared = match declared_length(&fields) {
+            Ok(declared) => declared,
+            Err(reason) => {
+                self.refuse(conn, h3, id, reason, more_frames);
+                return;
+            }
+        };
         let (sender, body) = if more_frames {
             let (tx, rx) = mpsc::channel(body::REQUEST_CHUNKS);
             (
@@ -312,12 +382,12 @@ impl Driver {
                 return;
             }
         };
-        let stream = Stream::new(sender);
+        let mut stream = Stream::new(sender);
         let credit = stream.credit.clone();
-        self.streams.insert(id, stream);
         let commands = self.commands.clone();
         let endpoint = self.endpoint.clone();
-        tokio::spawn(async move {
+        let head_request = request.method() == http::Method::HEAD;
+        let handler = tokio::spawn(async move {
             let guard = AbortOnDrop {
                 stream: id,
                 commands: commands.clone(),
@@ -325,9 +395,11 @@ impl Driver {
             };
             let response =
                 super::super::h1h2::public(&endpoint.runtime, endpoint.body_rate, request).await;
-            body::send_response(id, response, &commands, credit).await;
+            body::send_response(id, response, head_request, &commands, credit).await;
             guard.disarm();
         });
+        stream.handler = Some(handler.abort_handle());
+        self.streams.insert(id, stream);
     }
 
     /// Answers a malformed request 400 naming the problem, and stops reading it.
@@ -497,13 +569,24 @@ impl Driver {
                     .send_additional_headers(conn, id, fields, true, true)
                     .map(|()| Some(true)),
             };
+            let head = matches!(front, Out::Head(..));
             match result {
                 Ok(Some(fin)) => {
                     stream.out.pop_front();
+                    stream.head_blocked_since = None;
                     if fin {
                         finished = true;
                         break;
                     }
+                }
+                Err(h3::Error::StreamBlocked) if head => {
+                    let since = *stream
+                        .head_blocked_since
+                        .get_or_insert_with(std::time::Instant::now);
+                    if since.elapsed() > HEAD_BLOCKED_LIMIT {
+                        failed = Some(h3::Error::StreamBlocked);
+                    }
+                    break;
                 }
                 Ok(None) | Err(h3::Error::Done | h3::Error::StreamBlocked) => break,
                 Err(e) => {
@@ -515,6 +598,15 @@ impl Driver {
         if let Some(e) = failed {
             tracing::debug!(peer = %self.peer, stream = id, error = %e, "writing a response failed");
             let _ = conn.stream_shutdown(id, quiche::Shutdown::Write, H3_INTERNAL_ERROR);
+            // STOP_SENDING from the client: it cancelled the request.
+            if matches!(
+                e,
+                h3::Error::TransportError(quiche::Error::StreamStopped(_))
+            ) {
+                self.streams.remove(&id);
+                self.cancelled_one(conn);
+                return;
+            }
             finished = true;
         }
         if finished {
@@ -525,6 +617,19 @@ impl Driver {
                 let _ = conn.stream_shutdown(id, quiche::Shutdown::Read, H3_NO_ERROR);
             }
         }
+    }
+
+    /// Counts a request the client cancelled while it was in flight; past the bound, closes
+    /// the connection (and says so).
+    fn cancelled_one(&mut self, conn: &mut quiche::Connection) -> bool {
+        self.cancelled += 1;
+        let finished = self.requests.saturating_sub(self.cancelled);
+        if self.cancelled > MAX_CANCELLED_IN_FLIGHT && self.cancelled > finished {
+            tracing::debug!(peer = %self.peer, "too many cancelled requests; closing");
+            let _ = conn.close(true, H3_EXCESSIVE_LOAD, b"too many cancelled requests");
+            return true;
+        }
+        false
     }
 
     /// Sends GOAWAY naming the first request stream that will not be processed.
@@ -539,6 +644,25 @@ impl Driver {
             }
         }
     }
+}
+
+/// The request's declared body length: every `content-length` field must agree
+/// (RFC 9110 §8.6).
+fn declared_length(fields: &[Header]) -> Result<Option<u64>, &'static str> {
+    let mut declared = None;
+    for field in fields {
+        if quiche::h3::NameValue::name(field) != b"content-length" {
+            continue;
+        }
+        let value = std::str::from_utf8(quiche::h3::NameValue::value(field))
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .ok_or("bad content-length")?;
+        if declared.replace(value).is_some_and(|seen| seen != value) {
+            return Err("conflicting content-length fields");
+        }
+    }
+    Ok(declared)
 }
 
 /// Hands waiting pieces to the body channel while it has room.

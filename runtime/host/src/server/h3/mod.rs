@@ -229,7 +229,11 @@ impl Listener {
                         let _ = route.try_send(Datagram { bytes: packet.to_vec(), from });
                         continue;
                     }
-                    if stopping || header.ty != quiche::Type::Initial {
+                    // RFC 9000 §14.1: a client's first datagram is at least 1200 bytes;
+                    // smaller ones get nothing back (no amplification).
+                    // Only long-header packets may start a connection or get Version
+                    // Negotiation (RFC 9000 §6.1).
+                    if stopping || len < 1200 || header.ty == quiche::Type::Short {
                         continue;
                     }
                     if !quiche::version_is_supported(header.version) {
@@ -238,9 +242,7 @@ impl Listener {
                         }
                         continue;
                     }
-                    // RFC 9000 §14.1: a client's Initial comes in a datagram of at least
-                    // 1200 bytes; smaller ones are dropped (no amplification).
-                    if len < 1200 {
+                    if header.ty != quiche::Type::Initial {
                         continue;
                     }
                     let token = header.token.as_deref().unwrap_or_default();
