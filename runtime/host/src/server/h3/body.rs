@@ -148,36 +148,91 @@ pub(super) async fn send_response(
         || status.is_informational()
         || status == http::StatusCode::NO_CONTENT
         || status == http::StatusCode::NOT_MODIFIED;
-    let fin = bodiless || body.is_end_stream();
-    if commands.send(Command::Head { stream, head, fin }).is_err() || fin {
+    if bodiless || body.is_end_stream() {
+        let _ = commands.send(Command::Head {
+            stream,
+            head,
+            data: Bytes::new(),
+            fin: true,
+        });
         return;
     }
+    // The head waits for the body's first bytes, if the handler has them ready at once (or
+    // after one turn of the executor), so that a small response leaves in one packet; a
+    // handler that takes longer gets its head sent alone.
+    let mut head = Some(head);
+    let mut next = poll_now(&mut body);
+    if next.is_none() {
+        tokio::task::yield_now().await;
+        next = poll_now(&mut body);
+    }
     loop {
-        let frame = match std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
+        let frame = match next.take() {
+            Some(frame) => frame,
             None => {
-                let _ = commands.send(Command::Data {
-                    stream,
-                    data: Bytes::new(),
-                    fin: true,
+                if let Some(head) = head.take()
+                    && commands
+                        .send(Command::Head {
+                            stream,
+                            head,
+                            data: Bytes::new(),
+                            fin: false,
+                        })
+                        .is_err()
+                {
+                    return;
+                }
+                std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await
+            }
+        };
+        let mut data = match frame {
+            None => {
+                let _ = commands.send(match head.take() {
+                    Some(head) => Command::Head {
+                        stream,
+                        head,
+                        data: Bytes::new(),
+                        fin: true,
+                    },
+                    None => Command::Data {
+                        stream,
+                        data: Bytes::new(),
+                        fin: true,
+                    },
                 });
                 return;
             }
-            Some(Ok(frame)) => frame,
             Some(Err(e)) => {
                 tracing::debug!(stream, error = %e, "response body failed; resetting the stream");
+                if let Some(head) = head.take() {
+                    let _ = commands.send(Command::Head {
+                        stream,
+                        head,
+                        data: Bytes::new(),
+                        fin: false,
+                    });
+                }
                 let _ = commands.send(Command::Abort { stream });
                 return;
             }
-        };
-        let mut data = match frame.into_data() {
-            Ok(data) => data,
-            Err(frame) => {
-                if let Ok(trailers) = frame.into_trailers() {
-                    let _ = commands.send(Command::Trailers { stream, trailers });
-                    return;
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(data) => data,
+                Err(frame) => {
+                    if let Ok(trailers) = frame.into_trailers() {
+                        if let Some(head) = head.take() {
+                            let _ = commands.send(Command::Head {
+                                stream,
+                                head,
+                                data: Bytes::new(),
+                                fin: false,
+                            });
+                        }
+                        let _ = commands.send(Command::Trailers { stream, trailers });
+                        return;
+                    }
+                    continue;
                 }
-                continue;
-            }
+            },
         };
         while !data.is_empty() {
             let piece = data.split_to(data.len().min(RESPONSE_CHUNK));
@@ -186,14 +241,38 @@ pub(super) async fn send_response(
                 return;
             };
             permits.forget();
-            let sent = commands.send(Command::Data {
-                stream,
-                data: piece,
-                fin: false,
-            });
-            if sent.is_err() {
+            // A body that ends right after this piece ends with it: one frame, not two.
+            let fin = data.is_empty() && {
+                next = poll_now(&mut body);
+                matches!(next, Some(None))
+            };
+            let command = match head.take() {
+                Some(head) => Command::Head {
+                    stream,
+                    head,
+                    data: piece,
+                    fin,
+                },
+                None => Command::Data {
+                    stream,
+                    data: piece,
+                    fin,
+                },
+            };
+            if commands.send(command).is_err() || fin {
                 return;
             }
         }
+    }
+}
+
+type Polled = Option<Result<Frame<Bytes>, crate::body::BodyError>>;
+
+/// The body's next frame if it is ready now (`Some(None)`: the body has ended).
+fn poll_now(body: &mut crate::Body) -> Option<Polled> {
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    match Pin::new(body).poll_frame(&mut cx) {
+        Poll::Ready(frame) => Some(frame),
+        Poll::Pending => None,
     }
 }

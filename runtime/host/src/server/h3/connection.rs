@@ -524,7 +524,21 @@ impl Driver {
 
     fn apply(&mut self, conn: &mut quiche::Connection, command: Command) {
         let (id, out) = match command {
-            Command::Head { stream, head, fin } => (stream, Out::Head(head, fin)),
+            Command::Head {
+                stream,
+                head,
+                data,
+                fin,
+            } => {
+                if data.is_empty() {
+                    (stream, Out::Head(head, fin))
+                } else {
+                    if let Some(s) = self.streams.get_mut(&stream) {
+                        s.out.push_back(Out::Head(head, false));
+                    }
+                    (stream, Out::Data(data, fin))
+                }
+            }
             Command::Data { stream, data, fin } => (stream, Out::Data(data, fin)),
             Command::Trailers { stream, trailers } => (
                 stream,

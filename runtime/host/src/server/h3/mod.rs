@@ -117,9 +117,12 @@ struct Datagram {
 
 /// What a handler task sends its connection's driver.
 enum Command {
+    /// The response head, with the first body bytes if they were ready (`fin`: nothing
+    /// follows them).
     Head {
         stream: StreamId,
         head: Vec<quiche::h3::Header>,
+        data: Bytes,
         fin: bool,
     },
     Data {
