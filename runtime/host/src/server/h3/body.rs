@@ -170,16 +170,7 @@ pub(super) async fn send_response(
         let frame = match next.take() {
             Some(frame) => frame,
             None => {
-                if let Some(head) = head.take()
-                    && commands
-                        .send(Command::Head {
-                            stream,
-                            head,
-                            data: Bytes::new(),
-                            fin: false,
-                        })
-                        .is_err()
-                {
+                if !send_head_alone(stream, &mut head, commands) {
                     return;
                 }
                 std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await
@@ -204,14 +195,7 @@ pub(super) async fn send_response(
             }
             Some(Err(e)) => {
                 tracing::debug!(stream, error = %e, "response body failed; resetting the stream");
-                if let Some(head) = head.take() {
-                    let _ = commands.send(Command::Head {
-                        stream,
-                        head,
-                        data: Bytes::new(),
-                        fin: false,
-                    });
-                }
+                send_head_alone(stream, &mut head, commands);
                 let _ = commands.send(Command::Abort { stream });
                 return;
             }
@@ -219,14 +203,7 @@ pub(super) async fn send_response(
                 Ok(data) => data,
                 Err(frame) => {
                     if let Ok(trailers) = frame.into_trailers() {
-                        if let Some(head) = head.take() {
-                            let _ = commands.send(Command::Head {
-                                stream,
-                                head,
-                                data: Bytes::new(),
-                                fin: false,
-                            });
-                        }
+                        send_head_alone(stream, &mut head, commands);
                         let _ = commands.send(Command::Trailers { stream, trailers });
                         return;
                     }
@@ -263,6 +240,26 @@ pub(super) async fn send_response(
                 return;
             }
         }
+    }
+}
+
+/// Sends the head if it has not left yet, without body bytes and without FIN. False when
+/// the connection is gone.
+fn send_head_alone(
+    stream: StreamId,
+    head: &mut Option<Vec<quiche::h3::Header>>,
+    commands: &mpsc::UnboundedSender<Command>,
+) -> bool {
+    match head.take() {
+        Some(head) => commands
+            .send(Command::Head {
+                stream,
+                head,
+                data: Bytes::new(),
+                fin: false,
+            })
+            .is_ok(),
+        None => true,
     }
 }
 
