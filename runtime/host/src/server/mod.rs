@@ -124,11 +124,13 @@ impl ServerBuilder {
             Some(addr) => Some(bind(addr).await?),
             None => None,
         };
+        #[cfg(feature = "http3")]
         let mut h3 = None;
         let https = match self.https {
             Some((addr, identity)) => {
                 let config = identity.server_config(&[b"h2", b"http/1.1"])?;
                 let listener = bind(addr).await?;
+                #[cfg(feature = "http3")]
                 if let Some(options) = &self.http3 {
                     // The same port number as the TLS listener (port 0 has been resolved).
                     let port = listener
@@ -146,6 +148,13 @@ impl ServerBuilder {
                         )
                         .await?,
                     );
+                }
+                #[cfg(not(feature = "http3"))]
+                if self.http3.is_some() {
+                    return Err(Error::Config(
+                        "HTTP/3 was asked for, but this build of virga has no `http3` feature"
+                            .into(),
+                    ));
                 }
                 Some((listener, TlsAcceptor::from(config)))
             }
@@ -165,7 +174,11 @@ impl ServerBuilder {
         Ok(Server {
             http_addr: http.as_ref().and_then(local),
             https_addr: https.as_ref().and_then(|(l, _)| local(l)),
+            #[cfg(feature = "http3")]
             h3_addr: h3.as_ref().map(h3::Listener::local_addr),
+            #[cfg(not(feature = "http3"))]
+            h3_addr: None,
+            #[cfg(feature = "http3")]
             h3,
             admin_addr: admin.as_ref().and_then(|(l, _)| local(l)),
             admin,
@@ -183,6 +196,7 @@ pub struct Server {
     runtime: Runtime,
     http: Option<TcpListener>,
     https: Option<(TcpListener, TlsAcceptor)>,
+    #[cfg(feature = "http3")]
     h3: Option<h3::Listener>,
     admin: Option<(TcpListener, AdminOptions)>,
     http_addr: Option<SocketAddr>,
@@ -254,9 +268,12 @@ impl Server {
         let alt_svc = self.h3_addr.and_then(|addr| {
             http::HeaderValue::try_from(format!("h3=\":{}\"; ma=86400", addr.port())).ok()
         });
+        #[cfg(feature = "http3")]
         let h3 = self
             .h3
             .map(|listener| tokio::spawn(listener.run(connections.clone(), stop_rx.clone())));
+        #[cfg(not(feature = "http3"))]
+        let h3: Option<tokio::task::JoinHandle<()>> = None;
         let listeners = [
             self.http.map(|l| (l, None, public(None))),
             self.https

@@ -15,7 +15,9 @@ pub struct TlsIdentity {
     certs: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
     /// The PEM texts, for the HTTP/3 listener's BoringSSL.
+    #[cfg(feature = "http3")]
     cert_pem: Vec<u8>,
+    #[cfg(feature = "http3")]
     key_pem: Vec<u8>,
 }
 
@@ -54,12 +56,15 @@ impl TlsIdentity {
         Ok(Self {
             certs,
             key,
+            #[cfg(feature = "http3")]
             cert_pem: cert_pem.to_vec(),
+            #[cfg(feature = "http3")]
             key_pem: key_pem.to_vec(),
         })
     }
 
     /// A BoringSSL context holding this certificate chain and key, for quiche.
+    #[cfg(feature = "http3")]
     pub(crate) fn boring_context(
         &self,
     ) -> Result<boring::ssl::SslContextBuilder, boring::error::ErrorStack> {

@@ -11,8 +11,8 @@ use bytes::Bytes;
 use http_body::{Body, Frame};
 use tokio::sync::{Notify, Semaphore, mpsc};
 
+use super::endpoint::{Command, StreamId};
 use super::headers::response_head;
-use super::{Command, StreamId};
 
 /// Request-body chunks buffered per stream before the driver stops reading it.
 pub(super) const REQUEST_CHUNKS: usize = 8;

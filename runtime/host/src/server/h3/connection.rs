@@ -12,8 +12,8 @@ use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{Notify, Semaphore, mpsc, watch};
 
 use super::body::{self, Piece, RequestBody};
+use super::endpoint::{Command, Datagram, Endpoint, MAX_SEND_PAYLOAD, StreamId};
 use super::headers;
-use super::{Command, Datagram, Endpoint, MAX_SEND_PAYLOAD, StreamId};
 use crate::dispatch::ConnectionInfo;
 
 /// RFC 9114 §8.1 error codes.
