@@ -42,18 +42,22 @@ pub(crate) fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
         .and_then(|v| v.parse().ok())
 }
 
-/// The body length a response declares, if a body follows at all: an answer to HEAD, and
-/// 1xx, 204 and 304 answers have none whatever their `Content-Length` says (RFC 9110 §6.4.1).
+/// Whether a response has no body whatever its handler wrote or its `Content-Length` says:
+/// an answer to HEAD, and 1xx, 204 and 304 answers (RFC 9110 §6.4.1).
+pub(crate) fn bodiless(status: http::StatusCode, to_head: bool) -> bool {
+    to_head
+        || status.is_informational()
+        || status == http::StatusCode::NO_CONTENT
+        || status == http::StatusCode::NOT_MODIFIED
+}
+
+/// The body length a response declares, if a body follows at all (see [`bodiless`]).
 pub(crate) fn declared_response_length(
     headers: &http::HeaderMap,
     status: http::StatusCode,
     to_head: bool,
 ) -> Option<u64> {
-    let bodiless = to_head
-        || status.is_informational()
-        || status == http::StatusCode::NO_CONTENT
-        || status == http::StatusCode::NOT_MODIFIED;
-    if bodiless {
+    if bodiless(status, to_head) {
         None
     } else {
         declared_length(headers)

@@ -269,11 +269,11 @@ impl Server {
             http::HeaderValue::try_from(format!("h3=\":{}\"; ma=86400", addr.port())).ok()
         });
         #[cfg(feature = "http3")]
-        let h3 = self
+        let mut h3 = self
             .h3
             .map(|listener| tokio::spawn(listener.run(connections.clone(), stop_rx.clone())));
         #[cfg(not(feature = "http3"))]
-        let h3: Option<tokio::task::JoinHandle<()>> = None;
+        let mut h3: Option<tokio::task::JoinHandle<()>> = None;
         let listeners = [
             self.http.map(|l| (l, None, public(None))),
             self.https
@@ -307,7 +307,6 @@ impl Server {
         let Ok(graceful) = Arc::try_unwrap(graceful) else {
             return;
         };
-        let mut h3 = h3;
         let h3_drained = async {
             if let Some(h3) = h3.as_mut() {
                 let _ = h3.await;

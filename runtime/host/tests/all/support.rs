@@ -218,14 +218,9 @@ impl TestHost {
         path: &str,
         body: ReqBody,
     ) -> Result<Reply> {
-        let (addr, scheme) = match proto {
-            Proto::H2Tls | Proto::H3 => (self.https, "https"),
-            _ => (self.http, "http"),
-        };
-        let uri = format!("{scheme}://localhost:{}{path}", addr.port());
         let request = http::Request::builder()
             .method(method)
-            .uri(uri)
+            .uri(self.uri(proto, path))
             .body(body)?;
         self.request(proto, request).await
     }
@@ -246,36 +241,47 @@ impl TestHost {
             let host = format!("localhost:{}", addr.port());
             request.headers_mut().insert("host", host.parse()?);
         }
-        let tcp = TcpStream::connect(addr).await?;
-        let response = match proto {
-            Proto::H1 => {
-                let (mut sender, conn) =
-                    hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
-                tokio::spawn(conn);
-                sender.send_request(request).await?
-            }
+        let response = if proto == Proto::H1 {
+            let tcp = TcpStream::connect(addr).await?;
+            let (mut sender, conn) =
+                hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
+            tokio::spawn(conn);
+            sender.send_request(request).await?
+        } else {
+            self.h2_sender(proto).await?.send_request(request).await?
+        };
+        read_reply(response).await
+    }
+
+    /// A new HTTP/2 connection (`H2c`: prior knowledge; `H2Tls`: h2 by ALPN, checked).
+    async fn h2_sender(
+        &self,
+        proto: Proto,
+    ) -> Result<hyper::client::conn::http2::SendRequest<ReqBody>> {
+        let executor = TokioExecutor::new();
+        let sender = match proto {
             Proto::H2c => {
-                let (mut sender, conn) =
-                    hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
-                        .await?;
+                let tcp = TcpStream::connect(self.http).await?;
+                let (sender, conn) =
+                    hyper::client::conn::http2::handshake(executor, TokioIo::new(tcp)).await?;
                 tokio::spawn(conn);
-                sender.send_request(request).await?
+                sender
             }
-            Proto::H3 => unreachable!("HTTP/3 requests take h3_request"),
             Proto::H2Tls => {
+                let tcp = TcpStream::connect(self.https).await?;
                 let tls = self.tls_connect(tcp, None).await?;
                 let alpn = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
                 if alpn.as_deref() != Some(b"h2") {
                     bail!("ALPN negotiated {alpn:?}, not h2");
                 }
-                let (mut sender, conn) =
-                    hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
-                        .await?;
+                let (sender, conn) =
+                    hyper::client::conn::http2::handshake(executor, TokioIo::new(tls)).await?;
                 tokio::spawn(conn);
-                sender.send_request(request).await?
+                sender
             }
+            other => bail!("{other:?} is not HTTP/2"),
         };
-        read_reply(response).await
+        Ok(sender)
     }
 
     /// Sends all `requests` at once over one connection (HTTP/2, HTTP/3: concurrent
@@ -295,30 +301,7 @@ impl TestHost {
                 .await,
             ),
             Proto::H2c | Proto::H2Tls => {
-                let tcp = TcpStream::connect(if proto == Proto::H2c {
-                    self.http
-                } else {
-                    self.https
-                })
-                .await?;
-                let mut sender = if proto == Proto::H2c {
-                    let (sender, conn) = hyper::client::conn::http2::handshake(
-                        TokioExecutor::new(),
-                        TokioIo::new(tcp),
-                    )
-                    .await?;
-                    tokio::spawn(conn);
-                    sender
-                } else {
-                    let tls = self.tls_connect(tcp, None).await?;
-                    let (sender, conn) = hyper::client::conn::http2::handshake(
-                        TokioExecutor::new(),
-                        TokioIo::new(tls),
-                    )
-                    .await?;
-                    tokio::spawn(conn);
-                    sender
-                };
+                let mut sender = self.h2_sender(proto).await?;
                 sender.ready().await?;
                 let exchanges = requests.into_iter().map(|request| {
                     let mut sender = sender.clone();

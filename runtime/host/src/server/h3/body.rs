@@ -143,12 +143,7 @@ pub(super) async fn send_response(
 ) {
     let (parts, mut body) = response.into_parts();
     let head = response_head(&parts);
-    let status = parts.status;
-    let bodiless = head_request
-        || status.is_informational()
-        || status == http::StatusCode::NO_CONTENT
-        || status == http::StatusCode::NOT_MODIFIED;
-    if bodiless || body.is_end_stream() {
+    if crate::body::bodiless(parts.status, head_request) || body.is_end_stream() {
         let _ = commands.send(Command::Head {
             stream,
             head,

@@ -269,7 +269,7 @@ impl Driver {
         loop {
             match h3.poll(conn) {
                 Ok((id, h3::Event::Headers { list, more_frames })) => {
-                    self.on_headers(conn, &mut h3, id, list, more_frames)
+                    self.on_headers(conn, id, list, more_frames)
                 }
                 Ok((id, h3::Event::Data)) => self.read_body(conn, &mut h3, id),
                 Ok((id, h3::Event::Finished)) => self.offer(id, Piece::End),
@@ -305,7 +305,6 @@ impl Driver {
     fn on_headers(
         &mut self,
         conn: &mut quiche::Connection,
-        h3: &mut h3::Connection,
         id: StreamId,
         fields: Vec<Header>,
         more_frames: bool,
@@ -342,14 +341,14 @@ impl Driver {
         let head = match headers::request_head(&fields) {
             Ok(head) => head,
             Err(reason) => {
-                self.refuse(conn, h3, id, &reason, more_frames);
+                self.refuse(conn, id, &reason, more_frames);
                 return;
             }
         };
         let declared = match declared_length(&fields) {
             Ok(declared) => declared,
             Err(reason) => {
-                self.refuse(conn, h3, id, reason, more_frames);
+                self.refuse(conn, id, reason, more_frames);
                 return;
             }
         };
@@ -363,7 +362,6 @@ impl Driver {
             if declared.is_some_and(|d| d != 0) {
                 self.refuse(
                     conn,
-                    h3,
                     id,
                     "the request body is shorter than its content-length",
                     false,
@@ -378,7 +376,7 @@ impl Driver {
         {
             Ok(request) => request,
             Err(e) => {
-                self.refuse(conn, h3, id, &e.to_string(), more_frames);
+                self.refuse(conn, id, &e.to_string(), more_frames);
                 return;
             }
         };
@@ -402,32 +400,28 @@ impl Driver {
         self.streams.insert(id, stream);
     }
 
-    /// Answers a malformed request 400 naming the problem, and stops reading it.
+    /// Answers a malformed request 400 naming the problem (the host's usual error
+    /// response, through the usual response path), and stops reading it.
     fn refuse(
         &mut self,
         conn: &mut quiche::Connection,
-        h3: &mut h3::Connection,
         id: StreamId,
         reason: &str,
         more_frames: bool,
     ) {
         tracing::debug!(peer = %self.peer, stream = id, reason, "malformed HTTP/3 request");
-        let message = Bytes::from(format!("malformed request: {reason}\n"));
-        let mut stream = Stream::new(None);
-        stream.out.push_back(Out::Head(
-            vec![
-                Header::new(b":status", b"400"),
-                Header::new(b"content-type", b"text/plain; charset=utf-8"),
-                Header::new(b"content-length", message.len().to_string().as_bytes()),
-            ],
-            false,
-        ));
-        stream.out.push_back(Out::Data(message, true));
         if more_frames {
             let _ = conn.stream_shutdown(id, quiche::Shutdown::Read, H3_NO_ERROR);
         }
+        let response =
+            crate::Error::BadRequest(format!("malformed HTTP/3 request: {reason}")).into_response();
+        let stream = Stream::new(None);
+        let credit = stream.credit.clone();
+        let commands = self.commands.clone();
         self.streams.insert(id, stream);
-        self.write(conn, h3, id);
+        tokio::spawn(async move {
+            body::send_response(id, response, false, &commands, credit).await;
+        });
     }
 
     /// Moves body data from quiche into the stream's channel while it has room.
@@ -572,7 +566,7 @@ impl Driver {
                 Out::Data(data, fin) => match h3.send_body(conn, id, data, *fin) {
                     Ok(written) => {
                         let whole = written == data.len();
-                        // Credit back only what a handler took from it (not the 400 text).
+                        // Credit back what the response's sender took from it.
                         stream.credit.add_permits(written);
                         data.advance(written);
                         Ok(whole.then_some(*fin))
