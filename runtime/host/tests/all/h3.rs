@@ -480,3 +480,30 @@ async fn a_client_cancelling_requests_as_fast_as_it_opens_them_is_closed() {
     );
     still_serves(&host).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_connection_is_closed_at_the_idle_timeout() {
+    let host = TestHost::builder()
+        .guest("hello", HELLO, "*/*")
+        .http3(Http3::default().idle_timeout(Duration::from_millis(300)))
+        .start()
+        .await;
+    let mut client = H3Client::connect(host.h3, &host.cert_pem).await.unwrap();
+    let started = tokio::time::Instant::now();
+    let deadline = started + Duration::from_secs(10);
+    // The client asked for 30 s; the host's 300 ms is the smaller, so it is the one in force.
+    while !client.conn.is_closed() {
+        client.flush().await.unwrap();
+        client
+            .wait(deadline)
+            .await
+            .expect("closed before the deadline");
+    }
+    assert!(client.conn.is_timed_out(), "closed by the idle timeout");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    still_serves(&host).await;
+}
