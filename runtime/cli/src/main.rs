@@ -35,15 +35,46 @@ enum Command {
     Delete(commands::delete::DeleteArgs),
 }
 
+/// The host's `tracing` events as OpenTelemetry log records, once `serve` has a logger.
+pub(crate) type LogBridge = tracing_subscriber::reload::Handle<
+    Option<
+        opentelemetry_appender_tracing::layer::OpenTelemetryTracingBridge<
+            opentelemetry_sdk::logs::SdkLoggerProvider,
+            opentelemetry_sdk::logs::SdkLogger,
+        >,
+    >,
+    tracing_subscriber::Registry,
+>;
+
+/// Logs to stderr (filtered by `RUST_LOG`, default `info`), with a slot for the
+/// OpenTelemetry bridge.
+fn init_logging() -> LogBridge {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let (bridge, handle) = tracing_subscriber::reload::Layer::new(None);
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // The exporters' own logs are not exported (that would feed back into them).
+    let not_exporters = tracing_subscriber::filter::filter_fn(|meta| {
+        let target = meta.target();
+        !["opentelemetry", "tonic", "h2", "hyper", "tower"]
+            .iter()
+            .any(|prefix| target.starts_with(prefix))
+    });
+    tracing_subscriber::registry()
+        .with(tracing_subscriber::Layer::with_filter(
+            bridge,
+            not_exporters,
+        ))
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(filter)
+        .init();
+    handle
+}
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let log_bridge = init_logging();
     let tokio = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -57,7 +88,7 @@ fn main() -> std::process::ExitCode {
     let result = tokio.block_on(async {
         match cli.command {
             Command::Dev(args) => commands::dev::run(args).await,
-            Command::Serve(args) => commands::serve::run(args).await,
+            Command::Serve(args) => commands::serve::run(args, log_bridge).await,
             Command::Deploy(args) => commands::deploy::run(args).await,
             Command::List(args) => commands::list::run(args).await,
             Command::Rollback(args) => commands::rollback::run(args).await,

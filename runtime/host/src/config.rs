@@ -9,6 +9,7 @@ use serde::Deserialize;
 
 use crate::error::Error;
 use crate::limits::Limits;
+use crate::telemetry::{OtlpExport, OtlpProtocol, Telemetry, TelemetryBuilder};
 
 /// The whole configuration file.
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -30,6 +31,121 @@ pub struct Config {
     /// The host cache.
     #[serde(default)]
     pub cache: CacheConfig,
+    /// OpenTelemetry export and guest logs.
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
+}
+
+/// `[telemetry]`. Without `otlp_endpoint` the standard `OTEL_EXPORTER_OTLP_*` variables
+/// decide (see [`OtlpExport::from_env`]); without either, nothing is exported.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct TelemetryConfig {
+    /// The OTLP collector (`http://host:port`). Default: none.
+    pub otlp_endpoint: Option<String>,
+    /// `grpc` or `http/protobuf`. Default `http/protobuf`, or `OTEL_EXPORTER_OTLP_PROTOCOL`.
+    pub otlp_protocol: Option<String>,
+    /// Headers sent with every export. Default none.
+    #[serde(default)]
+    pub otlp_headers: BTreeMap<String, String>,
+    /// Export spans. Default true.
+    #[serde(default = "default_true")]
+    pub traces: bool,
+    /// Export metrics. Default true.
+    #[serde(default = "default_true")]
+    pub metrics: bool,
+    /// Export guest log records. Default true.
+    #[serde(default = "default_true")]
+    pub logs: bool,
+    /// How often metrics are exported, ms. Default 10000.
+    #[serde(default = "TelemetryConfig::default_metric_interval_ms")]
+    pub metric_interval_ms: u64,
+    /// Lines of stdout/stderr one request may log. Default 100.
+    #[serde(default = "TelemetryConfig::default_guest_log_lines")]
+    pub guest_log_lines: u32,
+    /// The longest guest log line kept, bytes. Default 4096.
+    #[serde(default = "TelemetryConfig::default_guest_log_line_bytes")]
+    pub guest_log_line_bytes: usize,
+}
+
+impl TelemetryConfig {
+    fn default_metric_interval_ms() -> u64 {
+        10_000
+    }
+
+    fn default_guest_log_lines() -> u32 {
+        100
+    }
+
+    fn default_guest_log_line_bytes() -> usize {
+        4096
+    }
+
+    /// The OTLP export this section (or, without an endpoint here, the environment) asks
+    /// for, if any.
+    pub fn otlp(&self) -> Result<Option<OtlpExport>, Error> {
+        self.otlp_with_env(|name| std::env::var(name).ok())
+    }
+
+    fn otlp_with_env(
+        &self,
+        var: impl Fn(&str) -> Option<String>,
+    ) -> Result<Option<OtlpExport>, Error> {
+        let protocol = match &self.otlp_protocol {
+            Some(name) => Some(name.parse::<OtlpProtocol>()?),
+            None => None,
+        };
+        let mut export = match &self.otlp_endpoint {
+            Some(endpoint) => OtlpExport::new(protocol.unwrap_or(OtlpProtocol::HttpProtobuf))
+                .endpoint(endpoint.clone()),
+            None => match OtlpExport::from_vars(var)? {
+                Some(mut export) => {
+                    if let Some(protocol) = protocol {
+                        export.protocol = protocol;
+                    }
+                    export
+                }
+                None => return Ok(None),
+            },
+        };
+        for (name, value) in &self.otlp_headers {
+            export = export.header(name.clone(), value.clone());
+        }
+        export.check()?;
+        export.traces &= self.traces;
+        export.metrics &= self.metrics;
+        export.logs &= self.logs;
+        Ok(Some(export))
+    }
+
+    /// A telemetry builder set up as this section says.
+    pub fn builder(&self) -> Result<TelemetryBuilder, Error> {
+        let mut builder = Telemetry::builder()
+            .guest_log_lines(self.guest_log_lines)
+            .guest_log_line_bytes(self.guest_log_line_bytes)
+            .metric_interval(std::time::Duration::from_millis(self.metric_interval_ms));
+        if let Some(export) = self.otlp()? {
+            builder = builder.otlp(export);
+        }
+        Ok(builder)
+    }
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            otlp_endpoint: None,
+            otlp_protocol: None,
+            otlp_headers: BTreeMap::new(),
+            traces: true,
+            metrics: true,
+            logs: true,
+            metric_interval_ms: Self::default_metric_interval_ms(),
+            guest_log_lines: Self::default_guest_log_lines(),
+            guest_log_line_bytes: Self::default_guest_log_line_bytes(),
+        }
+    }
 }
 
 /// `[cache]`.
@@ -386,6 +502,16 @@ impl Config {
         if let Err(Error::Config(e)) = self.cache.capacity() {
             return fail(e);
         }
+        // The environment is not consulted here: only what the file says is checked.
+        if let Err(Error::Config(e)) = self.telemetry.otlp_with_env(|_| None) {
+            return fail(format!("[telemetry]: {e}"));
+        }
+        if self.telemetry.metric_interval_ms == 0 || self.telemetry.guest_log_line_bytes == 0 {
+            return fail(
+                "[telemetry]: metric_interval_ms and guest_log_line_bytes must be at least 1"
+                    .into(),
+            );
+        }
         if let Err(Error::Config(e)) = self.limits.over(&Limits::default()) {
             return fail(format!("[limits]: {e}"));
         }
@@ -575,6 +701,28 @@ mod tests {
             ("[server]\nhttp3 = \"yes\"", "invalid type"),
             ("[server]\nh3_max_streams = -1", "invalid value"),
             ("[server]\nh3_idle_timeout_ms = \"1s\"", "invalid type"),
+            (
+                "[telemetry]\notlp_endpoint = \"nowhere\"",
+                "[telemetry]: OTLP endpoint",
+            ),
+            (
+                "[telemetry]\notlp_endpoint = \"https://c:4318\"",
+                "OTLP over TLS is not supported",
+            ),
+            (
+                "[telemetry]\notlp_endpoint = \"http://c:4317\"\notlp_protocol = \"udp\"",
+                "OTLP protocol 'udp' is not supported",
+            ),
+            (
+                "[telemetry]\notlp_endpoint = \"http://c:4317\"\notlp_headers = { \"bad name\" = \"v\" }",
+                "OTLP header 'bad name'",
+            ),
+            ("[telemetry]\nmetric_interval_ms = 0", "metric_interval_ms"),
+            ("[telemetry]\nguest_log_lines = -1", "invalid value"),
+            (
+                "[telemetry]\ncollector = \"x\"",
+                "unknown field `collector`",
+            ),
         ] {
             let err = Config::parse(text, "test.toml").unwrap_err().to_string();
             assert!(err.contains(expected), "{text:?}: {err}");

@@ -114,8 +114,11 @@ pub(crate) struct Deployment {
     pub(crate) limits: Limits,
     pub(crate) vars: BTreeMap<String, String>,
     pub(crate) allow: Vec<AllowedOrigin>,
-    /// Slots for requests running at once ([`Limits::concurrency`]).
+    /// Slots for requests running at once ([`Limits::concurrency`]), and their number.
     pub(crate) slots: Arc<tokio::sync::Semaphore>,
+    pub(crate) slot_count: usize,
+    /// `virga.deployment = name`, the attribute of its telemetry (cheap to clone).
+    pub(crate) metric_name: opentelemetry::KeyValue,
     /// `vars` as the pairs WASI takes, built once.
     pub(crate) env: Vec<(String, String)>,
     /// Seconds since the Unix epoch.
@@ -156,9 +159,15 @@ impl Deployment {
         let slots = usize::try_from(config.limits.concurrency)
             .unwrap_or(usize::MAX)
             .min(tokio::sync::Semaphore::MAX_PERMITS);
+        let name: Arc<str> = Arc::from(config.name.as_str());
         Self {
             allow,
             slots: Arc::new(tokio::sync::Semaphore::new(slots)),
+            slot_count: slots,
+            metric_name: opentelemetry::KeyValue::new(
+                "virga.deployment",
+                opentelemetry::StringValue::from(name),
+            ),
             env: config
                 .vars
                 .iter()

@@ -2,6 +2,7 @@
 
 use std::sync::{Arc, OnceLock};
 use std::task::Poll;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
@@ -21,7 +22,8 @@ use crate::host::fetch::body::Guarded;
 use crate::limits::Limit;
 use crate::route::strip_port;
 use crate::runtime::{GuestOutput, Runtime, first_line};
-use crate::state::RequestState;
+use crate::state::{HostContexts, RequestState};
+use crate::telemetry::{GuestLog, GuestStats, RequestRecord};
 use crate::trace::TraceContext;
 
 /// Facts about the connection a request came in on, set by the listener as a request
@@ -63,6 +65,33 @@ where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    let host = request_host(&request);
+    let mut record = RequestRecord::start(
+        &runtime.inner.telemetry,
+        &request,
+        host.as_ref().map_or("", |h| h),
+    );
+    let routed = host.and_then(|host| {
+        let path = request.uri().path();
+        runtime
+            .inner
+            .registry
+            .route(host, path)
+            .ok_or_else(|| Error::NoRoute {
+                host: host.to_owned(),
+                path: path.to_owned(),
+            })
+    });
+    let deployment = match routed {
+        Ok(deployment) => deployment,
+        Err(e) => return Err(record.fail(e)),
+    };
+    record.routed(&deployment.metric_name, deployment.version);
+    run(runtime, deployment, request, record).await
+}
+
+/// The host a request names (without port): its URI's authority, else its Host header.
+fn request_host<B>(request: &http::Request<B>) -> Result<&str, Error> {
     let authority = match request.uri().authority() {
         Some(a) => a.as_str(),
         None => match request.headers().get(http::header::HOST) {
@@ -76,23 +105,14 @@ where
             }
         },
     };
-    let host = strip_port(authority);
-    let path = request.uri().path();
-    let deployment = runtime
-        .inner
-        .registry
-        .route(host, path)
-        .ok_or_else(|| Error::NoRoute {
-            host: host.to_owned(),
-            path: path.to_owned(),
-        })?;
-    run(runtime, deployment, request).await
+    Ok(strip_port(authority))
 }
 
 async fn run<B>(
     runtime: &Runtime,
     deployment: SharedDeployment,
     request: http::Request<B>,
+    record: RequestRecord,
 ) -> Result<http::Response<Body>, Error>
 where
     B: http_body::Body<Data = Bytes> + Send + 'static,
@@ -106,12 +126,20 @@ where
             _ => Scheme::Http,
         },
     };
+    let telemetry = record.context();
     let wasi = match (inner.options.guest_output, deployment.env.is_empty()) {
         (GuestOutput::Discard, true) => WasiCtx::default(),
         (output, _) => {
             let mut builder = WasiCtx::builder();
-            if output == GuestOutput::Inherit {
-                builder.inherit_stdout().inherit_stderr();
+            match output {
+                GuestOutput::Inherit => {
+                    builder.inherit_stdout().inherit_stderr();
+                }
+                GuestOutput::Log => {
+                    let log = GuestLog::new(telemetry.clone());
+                    builder.stderr(log.stderr()).stdout(log);
+                }
+                GuestOutput::Discard => {}
             }
             builder.envs(&deployment.env);
             builder.build()
@@ -125,7 +153,7 @@ where
     // A declared body over the limit is refused before any guest runs (an undeclared one
     // fails when the guest reads past the limit).
     if declared_length(request.headers()).is_some_and(|len| len > limits.request_body) {
-        return Err(limit_failure(Limit::RequestBody));
+        return Err(record.fail(limit_failure(Limit::RequestBody)));
     }
     let slot = match deployment.slots.clone().try_acquire_owned() {
         Ok(slot) => slot,
@@ -133,7 +161,7 @@ where
             let wait = deployment.slots.clone().acquire_owned();
             match tokio::time::timeout(limits.queue_time, wait).await {
                 Ok(Ok(slot)) => slot,
-                _ => return Err(limit_failure(Limit::Concurrency)),
+                _ => return Err(record.fail(limit_failure(Limit::Concurrency))),
             }
         }
     };
@@ -141,6 +169,7 @@ where
         deployment.clone(),
         inner.fetch.clone(),
         TraceContext::from_headers(request.headers()),
+        telemetry.clone(),
     );
     let mut store = Store::new(
         &inner.engine,
@@ -148,15 +177,18 @@ where
             wasi,
             limits,
             inner.options.engine.epoch_tick,
-            hooks,
-            CryptoCtx {
-                deployment: deployment.clone(),
-                keys: inner.keys.clone(),
-            },
-            CacheCtx {
-                backend: inner.cache.clone(),
-                collapser: inner.collapser.clone(),
-                deployment: deployment.clone(),
+            HostContexts {
+                hooks,
+                crypto: CryptoCtx {
+                    deployment: deployment.clone(),
+                    keys: inner.keys.clone(),
+                },
+                cache: CacheCtx {
+                    backend: inner.cache.clone(),
+                    collapser: inner.collapser.clone(),
+                    deployment: deployment.clone(),
+                },
+                telemetry,
             },
             &inner.lanes,
         ),
@@ -185,27 +217,31 @@ where
         .map_err(|e| wasmtime_wasi_http::Error::InternalError(Some(e.to_string())))
     });
     let (sender, receiver) = oneshot::channel();
-    let incoming = store
+    let incoming = match store
         .data_mut()
         .http()
         .new_incoming_request(scheme, request)
-        .map_err(|e| Error::BadRequest(first_line(&e)))?;
-    let outparam = store
-        .data_mut()
-        .http()
-        .new_response_outparam(sender)
-        .map_err(|e| Error::Engine(first_line(&e)))?;
+    {
+        Ok(incoming) => incoming,
+        Err(e) => return Err(record.fail(Error::BadRequest(first_line(&e)))),
+    };
+    let outparam = match store.data_mut().http().new_response_outparam(sender) {
+        Ok(outparam) => outparam,
+        Err(e) => return Err(record.fail(Error::Engine(first_line(&e)))),
+    };
 
     let pre = deployment.component.pre.clone();
     let wall_time = limits.wall_time;
-    let (done_tx, done_rx) = oneshot::channel::<Result<(), Error>>();
     let failure_note = Arc::new(OnceLock::new());
     let task_failure_note = failure_note.clone();
     let task_deployment = deployment.clone();
     let guest = async move {
         let limits = &task_deployment.limits;
+        let mut instantiation = None;
         let call = async {
+            let started = Instant::now();
             let handler = pre.instantiate_async(&mut store).await?;
+            instantiation = Some(started.elapsed());
             handler
                 .wasi_http_incoming_handler()
                 .call_handle(&mut store, incoming, outparam)
@@ -214,11 +250,17 @@ where
         // The wall-clock timer is armed only once the guest first has to wait: a guest that
         // runs to completion at once never touches the timer wheel.
         let deadline = tokio::time::Instant::now() + wall_time;
+        // The time spent polling the guest is the time its code (and the host calls it
+        // made) ran: waits for I/O are not in it.
+        let mut cpu = Duration::ZERO;
         let outcome = {
             let mut call = std::pin::pin!(call);
             let mut timer: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
             std::future::poll_fn(|cx| {
-                if let Poll::Ready(result) = call.as_mut().poll(cx) {
+                let polled = Instant::now();
+                let ready = call.as_mut().poll(cx);
+                cpu += polled.elapsed();
+                if let Poll::Ready(result) = ready {
                     return Poll::Ready(Some(result));
                 }
                 let timer =
@@ -240,9 +282,14 @@ where
             // after this is reported as broken, not complete.
             let _ = task_failure_note.set(e.to_string());
         }
+        let stats = GuestStats {
+            instantiation,
+            cpu,
+            peak_memory: store.data().peak_memory(),
+        };
         drop(store);
         drop(slot);
-        let _ = done_tx.send(outcome);
+        (outcome, stats)
     };
 
     // Run the guest inline, on this task, until it has set its response: a handler that
@@ -252,15 +299,16 @@ where
     // limit whether or not the client reads.
     let mut guest = Box::pin(guest);
     let mut receiver = receiver;
-    let mut finished = false;
+    let mut output = None;
     let answer = std::future::poll_fn(|cx| {
-        if !finished && guest.as_mut().poll(cx).is_ready() {
-            finished = true;
+        if output.is_none()
+            && let Poll::Ready(done) = guest.as_mut().poll(cx)
+        {
+            output = Some(done);
         }
         std::pin::Pin::new(&mut receiver).poll(cx)
     })
     .await;
-    let task = (!finished).then(|| tokio::spawn(guest));
 
     let failure = |failure| Error::Guest {
         deployment: deployment.name.clone(),
@@ -269,22 +317,49 @@ where
     match answer {
         Ok(Ok(response)) => {
             let max = deployment.limits.response_body;
+            let status = response.status().as_u16();
             let declared = declared_response_length(response.headers(), response.status(), head);
             if declared.is_some_and(|len| len > max) {
-                if let Some(task) = task {
-                    task.abort();
-                }
-                return Err(limit_failure(Limit::ResponseBody));
+                // Not spawned: dropping the guest stops it.
+                return Err(record.fail(limit_failure(Limit::ResponseBody)));
             }
+            let task = match output {
+                Some((outcome, stats)) => {
+                    record.finish(status, outcome.as_ref().err(), Some(&stats));
+                    None
+                }
+                None => Some(tokio::spawn(async move {
+                    let (outcome, stats) = guest.await;
+                    record.finish(status, outcome.as_ref().err(), Some(&stats));
+                })),
+            };
             Ok(response
                 .map(|body| GuestBody::new(body, task, failure_note, max, declared).boxed_unsync()))
         }
-        Ok(Err(code)) => Err(failure(GuestFailure::ErrorCode(error_code_name(&code)))),
-        Err(_) => match done_rx.await {
-            Ok(Err(e)) => Err(e),
-            Ok(Ok(())) => Err(failure(GuestFailure::NoResponse)),
-            Err(_) => Err(Error::Engine("the guest task was cancelled".into())),
-        },
+        Ok(Err(code)) => {
+            let error = failure(GuestFailure::ErrorCode(error_code_name(&code)));
+            let stats = output.as_ref().map(|(_, stats)| *stats);
+            record.finish(error.status().as_u16(), Some(&error), stats.as_ref());
+            if output.is_none() {
+                // Whatever the guest still does runs on, bounded by its wall-clock limit.
+                tokio::spawn(guest);
+            }
+            Err(error)
+        }
+        Err(_) => {
+            let done = match output {
+                Some(done) => Ok(done),
+                None => tokio::spawn(guest).await,
+            };
+            match done {
+                Ok((outcome, stats)) => {
+                    let error = outcome.err().unwrap_or(failure(GuestFailure::NoResponse));
+                    record.finish(error.status().as_u16(), Some(&error), Some(&stats));
+                    Err(error)
+                }
+                Err(_) => Err(record.fail(Error::Engine("the guest task was cancelled".into()))),
+            }
+        }
     }
 }
 

@@ -87,6 +87,9 @@ pub enum Error {
     /// TLS configuration failed (certificate, key, or provider).
     #[error("TLS: {0}")]
     Tls(String),
+    /// Telemetry could not be set up or flushed (an OTLP exporter, say).
+    #[error("telemetry: {0}")]
+    Telemetry(String),
 }
 
 impl Error {
@@ -103,7 +106,7 @@ impl Error {
             Error::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Error::Guest { failure, .. } => failure.status(),
             Error::Capacity(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Error::Engine(_) | Error::Io { .. } | Error::Tls(_) => {
+            Error::Engine(_) | Error::Io { .. } | Error::Tls(_) | Error::Telemetry(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
         }

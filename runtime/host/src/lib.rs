@@ -53,6 +53,7 @@ mod runtime;
 pub mod server;
 mod state;
 pub mod store;
+pub mod telemetry;
 mod trace;
 
 pub use body::{Body, BodyError, full};

@@ -60,6 +60,26 @@ impl Registry {
             .map(|(_, deployment)| deployment.clone())
     }
 
+    /// Instances running now, by deployment (all its versions together).
+    pub(crate) fn live_instances(&self) -> Vec<(opentelemetry::KeyValue, i64)> {
+        self.table
+            .load()
+            .by_name
+            .values()
+            .map(|entry| {
+                let running: usize = entry
+                    .versions
+                    .iter()
+                    .map(|d| d.slot_count - d.slots.available_permits())
+                    .sum();
+                (
+                    entry.live.metric_name.clone(),
+                    i64::try_from(running).unwrap_or(i64::MAX),
+                )
+            })
+            .collect()
+    }
+
     pub(crate) fn list(&self) -> Vec<DeploymentInfo> {
         self.table
             .load()

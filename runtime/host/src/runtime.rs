@@ -23,6 +23,7 @@ use crate::registry::Registry;
 use crate::registry::{Change, Entry};
 use crate::state::RequestState;
 use crate::store::{DeploymentStore, StoredDeployment, StoredState, StoredVersion, content_digest};
+use crate::telemetry::Telemetry;
 
 /// Where a guest's stdout and stderr go.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -33,6 +34,11 @@ pub enum GuestOutput {
     Discard,
     /// Written to the host process's stdout and stderr (handy in development).
     Inherit,
+    /// Line by line as log records tagged with the deployment and the request's trace and
+    /// span ids: exported with the runtime's [`Telemetry`] when it has a logger, otherwise
+    /// `tracing` events (target `virga::guest`). Bounded per request
+    /// ([`TelemetryBuilder::guest_log_lines`](crate::telemetry::TelemetryBuilder::guest_log_lines)).
+    Log,
 }
 
 /// Configures and builds a [`Runtime`]. Every setter documents its default.
@@ -48,6 +54,7 @@ pub struct RuntimeBuilder {
     cache_capacity: u64,
     long_running_lanes: usize,
     extra_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
+    telemetry: Option<Telemetry>,
 }
 
 impl Default for RuntimeBuilder {
@@ -63,6 +70,7 @@ impl Default for RuntimeBuilder {
             cache_capacity: 256 << 20,
             long_running_lanes: crate::lanes::Lanes::default_count(),
             extra_roots: Vec::new(),
+            telemetry: None,
         }
     }
 }
@@ -163,6 +171,14 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Records spans, metrics and guest logs with `telemetry`. Default: a
+    /// [`Telemetry::default`], which exports nothing and keeps metrics for
+    /// [`Telemetry::prometheus`].
+    pub fn telemetry(&mut self, telemetry: Telemetry) -> &mut Self {
+        self.telemetry = Some(telemetry);
+        self
+    }
+
     /// Builds the runtime: creates the engine, starts its epoch thread, and restores the
     /// deployments of the store, if one is set (from precompiled artifacts: no recompiling).
     pub fn build(&self) -> Result<Runtime, Error> {
@@ -200,8 +216,10 @@ impl RuntimeBuilder {
             .cache
             .clone()
             .unwrap_or_else(|| Arc::new(MokaCache::new(self.cache_capacity)));
+        let telemetry = self.telemetry.clone().unwrap_or_default();
         let runtime = Runtime {
             inner: Arc::new(Inner {
+                telemetry: telemetry.clone(),
                 engine,
                 fetch,
                 keys,
@@ -219,6 +237,7 @@ impl RuntimeBuilder {
                 _ticker: ticker,
             }),
         };
+        telemetry.observe_instances(Arc::downgrade(&runtime.inner));
         if let Some(store) = &self.store {
             runtime.restore(store.as_ref())?;
         }
@@ -236,6 +255,7 @@ pub struct Runtime {
 }
 
 pub(crate) struct Inner {
+    pub(crate) telemetry: Telemetry,
     pub(crate) engine: Engine,
     pub(crate) fetch: Arc<dyn FetchBackend>,
     pub(crate) keys: Arc<dyn KeyStore>,
@@ -262,6 +282,11 @@ impl Runtime {
     /// A builder with every default.
     pub fn builder() -> RuntimeBuilder {
         RuntimeBuilder::default()
+    }
+
+    /// The runtime's telemetry (for its Prometheus text, or to flush it at exit).
+    pub fn telemetry(&self) -> &Telemetry {
+        &self.inner.telemetry
     }
 
     /// The wasmtime engine shared by all deployments.

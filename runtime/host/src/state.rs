@@ -11,6 +11,7 @@ use crate::host::crypto::CryptoCtx;
 use crate::host::fetch::OutboundHooks;
 use crate::lanes::{LaneUse, Lanes};
 use crate::limits::{Limit, Limits};
+use crate::telemetry::RequestTelemetry;
 
 /// The data of one request's store. Created fresh for every request and dropped with it,
 /// so nothing a guest does survives into the next request.
@@ -31,6 +32,16 @@ pub(crate) struct RequestState {
     pub(crate) key_bytes: usize,
     /// The limit that stopped the guest, if any: set before the trap it causes.
     pub(crate) tripped: Option<Limit>,
+    /// Where host calls record spans and metrics.
+    pub(crate) telemetry: RequestTelemetry,
+}
+
+/// What the host interfaces of one request work with.
+pub(crate) struct HostContexts {
+    pub(crate) hooks: OutboundHooks,
+    pub(crate) crypto: CryptoCtx,
+    pub(crate) cache: CacheCtx,
+    pub(crate) telemetry: RequestTelemetry,
 }
 
 impl RequestState {
@@ -38,11 +49,15 @@ impl RequestState {
         wasi: WasiCtx,
         limits: &Limits,
         tick: std::time::Duration,
-        hooks: OutboundHooks,
-        crypto: CryptoCtx,
-        cache: CacheCtx,
+        hosts: HostContexts,
         lanes: &Lanes,
     ) -> Self {
+        let HostContexts {
+            hooks,
+            crypto,
+            cache,
+            telemetry,
+        } = hosts;
         let tick_ns = tick.as_nanos().max(1);
         let cpu_ticks = limits.cpu_time.as_nanos().div_ceil(tick_ns);
         Self {
@@ -55,6 +70,7 @@ impl RequestState {
             memory: MemoryLimiter {
                 limit: usize::try_from(limits.memory).unwrap_or(usize::MAX),
                 exceeded: false,
+                total: 0,
             },
             cpu_ticks_left: u64::try_from(cpu_ticks).unwrap_or(u64::MAX),
             lanes: LaneUse::new(lanes),
@@ -62,7 +78,13 @@ impl RequestState {
             host_ns: 0,
             key_bytes: 0,
             tripped: None,
+            telemetry,
         }
+    }
+
+    /// Bytes of linear memory the guest's instance has grown to (all memories).
+    pub(crate) fn peak_memory(&self) -> u64 {
+        self.memory.total as u64
     }
 
     pub(crate) fn table_ref(&self) -> &ResourceTable {
@@ -173,12 +195,14 @@ impl WasiHttpView for RequestState {
 struct MemoryLimiter {
     limit: usize,
     exceeded: bool,
+    /// Bytes of all memories together (memories never shrink: this is also the peak).
+    total: usize,
 }
 
 impl ResourceLimiter for MemoryLimiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
@@ -186,6 +210,7 @@ impl ResourceLimiter for MemoryLimiter {
             self.exceeded = true;
             return Ok(false);
         }
+        self.total = self.total.saturating_add(desired.saturating_sub(current));
         Ok(true)
     }
 

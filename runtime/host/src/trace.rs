@@ -46,9 +46,15 @@ impl TraceContext {
     }
 }
 
-/// Trace id and flags of a valid `traceparent` (§3.2.2): `version-traceid-parentid-flags`,
-/// lower-case hex, ids not all zero, version not `ff`; a future version may carry more fields.
+/// Trace id and flags of a valid `traceparent` (see [`parse_parent`]).
 pub(crate) fn parse(value: &str) -> Option<(String, String)> {
+    parse_parent(value).map(|(trace_id, _, flags)| (trace_id.to_owned(), flags.to_owned()))
+}
+
+/// Trace id, parent id and flags of a valid `traceparent` (§3.2.2):
+/// `version-traceid-parentid-flags`, lower-case hex, ids not all zero, version not `ff`; a
+/// future version may carry more fields.
+pub(crate) fn parse_parent(value: &str) -> Option<(&str, &str, &str)> {
     let mut parts = value.trim().split('-');
     let version = parts.next()?;
     let trace_id = parts.next()?;
@@ -67,7 +73,7 @@ pub(crate) fn parse(value: &str) -> Option<(String, String)> {
         && hex(parent_id, 16)
         && parent_id.bytes().any(|b| b != b'0')
         && hex(flags, 2);
-    valid.then(|| (trace_id.to_owned(), flags.to_owned()))
+    valid.then_some((trace_id, parent_id, flags))
 }
 
 fn random_hex(bytes: usize) -> String {

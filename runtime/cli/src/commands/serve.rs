@@ -6,10 +6,11 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::Args;
+use opentelemetry_appender_tracing::layer::OpenTelemetryTracingBridge;
 use virga::config::Config;
 use virga::server::{AdminOptions, Server, TlsIdentity, load_or_create_token};
 use virga::store::{LocalStore, content_digest};
-use virga::{DeploymentConfig, Runtime};
+use virga::{DeploymentConfig, GuestOutput, Runtime};
 
 /// Arguments of `virga serve`.
 #[derive(Debug, Args)]
@@ -19,7 +20,7 @@ pub(crate) struct ServeArgs {
     config: Option<PathBuf>,
 }
 
-pub(crate) async fn run(args: ServeArgs) -> Result<()> {
+pub(crate) async fn run(args: ServeArgs, log_bridge: crate::LogBridge) -> Result<()> {
     let config = match &args.config {
         Some(path) => Config::load(path)?,
         None => Config::default(),
@@ -28,8 +29,21 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
     let state_dir = &server_config.state_dir;
     let store = LocalStore::open(state_dir)
         .with_context(|| format!("opening the state directory {}", state_dir.display()))?;
+    let telemetry = config
+        .telemetry
+        .builder()?
+        .build()
+        .context("setting up telemetry")?;
+    if let Some(provider) = telemetry.logger_provider() {
+        let bridge = OpenTelemetryTracingBridge::new(provider);
+        if let Err(e) = log_bridge.modify(|slot| *slot = Some(bridge)) {
+            tracing::warn!(error = %e, "host logs are not exported");
+        }
+    }
     let mut builder = Runtime::builder();
     builder
+        .telemetry(telemetry.clone())
+        .guest_output(GuestOutput::Log)
         .store(Arc::new(store))
         .keep_versions(server_config.keep_versions)
         .max_instances(server_config.max_instances)
@@ -160,6 +174,9 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
         );
     }
     server.run(super::dev::shutdown_signal()).await;
+    if let Err(e) = telemetry.flush().await {
+        tracing::warn!(error = %e, "telemetry was not all exported");
+    }
     println!("stopped");
     Ok(())
 }

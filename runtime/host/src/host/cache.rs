@@ -25,6 +25,9 @@ use crate::bindings::virga::edge::cache::{
 };
 use crate::deployment::SharedDeployment;
 use crate::state::RequestState;
+use crate::telemetry::HostCallSpan;
+use opentelemetry::KeyValue;
+use opentelemetry::trace::SpanKind;
 use rfc9111::{Directives, Stored, Usable};
 
 /// What the cache interface needs of a request: where entries live and whose they are.
@@ -139,6 +142,23 @@ impl RequestState {
         Some((found, usable))
     }
 
+    fn lookup_span(&self, key: &str) -> HostCallSpan {
+        self.telemetry.span("cache.lookup", SpanKind::Internal, || {
+            vec![KeyValue::new("virga.cache.key", key.to_owned())]
+        })
+    }
+
+    /// Counts a lookup's result (`hit`, `stale` or `miss`) and notes it on its span.
+    fn count_lookup(&self, span: &mut HostCallSpan, found: Option<&(Arc<Stored>, Usable)>) {
+        let result = match found {
+            Some((_, Usable::Fresh)) => "hit",
+            Some((_, Usable::Stale { .. })) => "stale",
+            None => "miss",
+        };
+        self.telemetry.cache_lookup(result);
+        span.set(|| KeyValue::new("virga.cache.result", result));
+    }
+
     fn lookup_result(&mut self, found: Option<(Arc<Stored>, Usable)>) -> Result<LookupResult> {
         let Some((stored, usable)) = found else {
             return Ok(Ok(LookupResult::Miss));
@@ -183,7 +203,9 @@ impl Host for RequestState {
             Ok(parsed) => parsed,
             Err(e) => return Ok(Err(e)),
         };
+        let mut span = self.lookup_span(&key);
         let found = self.find(&method, &key, &headers);
+        self.count_lookup(&mut span, found.as_ref());
         self.lookup_result(found)
     }
 
@@ -196,15 +218,20 @@ impl Host for RequestState {
             Ok(parsed) => parsed,
             Err(e) => return Ok(Err(e)),
         };
-        if let Some(found) = self.find(&method, &key, &headers) {
-            return Ok(self.lookup_result(Some(found))?.map(CollapsedLookup::Found));
-        }
-        if method != http::Method::GET && method != http::Method::HEAD {
-            return Ok(Ok(CollapsedLookup::Miss));
+        let mut span = self.lookup_span(&key);
+        let found = self.find(&method, &key, &headers);
+        if found.is_some() || (method != http::Method::GET && method != http::Method::HEAD) {
+            self.count_lookup(&mut span, found.as_ref());
+            return Ok(self.lookup_result(found)?.map(|found| match found {
+                LookupResult::Miss => CollapsedLookup::Miss,
+                found => CollapsedLookup::Found(found),
+            }));
         }
         let namespace = self.namespace().0.to_owned();
         let wait = match self.cache.collapser.join(&namespace, &key) {
             Ok(token) => {
+                self.count_lookup(&mut span, None);
+                span.set(|| KeyValue::new("virga.cache.fill", true));
                 let token = self.table_mut().push(token)?;
                 return Ok(Ok(CollapsedLookup::Fill(token)));
             }
@@ -212,8 +239,11 @@ impl Host for RequestState {
         };
         // Another request fills this key: wait for it (the guest's wall-time limit still
         // applies), then use what it stored, if anything.
+        span.set(|| KeyValue::new("virga.cache.collapsed", true));
         collapse::wait(wait, Duration::from_millis(u64::from(timeout_ms))).await;
-        match self.find(&method, &key, &headers) {
+        let found = self.find(&method, &key, &headers);
+        self.count_lookup(&mut span, found.as_ref());
+        match found {
             Some(found) => Ok(self.lookup_result(Some(found))?.map(CollapsedLookup::Found)),
             None => Ok(Ok(CollapsedLookup::Miss)),
         }
@@ -432,7 +462,20 @@ impl HostWriter for RequestState {
             lifetime,
             tags: writer.tags,
         });
+        let mut span = self.telemetry.span("cache.put", SpanKind::Internal, || {
+            vec![
+                KeyValue::new("virga.cache.key", writer.key.clone()),
+                KeyValue::new("http.response.status_code", i64::from(stored.status)),
+                KeyValue::new(
+                    "virga.cache.ttl_s",
+                    i64::try_from(lifetime.as_secs()).unwrap_or(i64::MAX),
+                ),
+            ]
+        });
         let error = self.store(&writer.key, stored.clone()).err();
+        if let Some(e) = &error {
+            span.fail(|| format!("{e:?}"));
+        }
         Ok(Finished {
             entry: Some(self.table_mut().push(CacheEntry(stored))?),
             error,

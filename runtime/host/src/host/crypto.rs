@@ -99,6 +99,9 @@ pub(crate) struct CryptoCtx {
     pub(crate) keys: Arc<dyn KeyStore>,
 }
 
+use opentelemetry::KeyValue;
+use opentelemetry::trace::SpanKind;
+
 type Result<T> = wasmtime::Result<std::result::Result<T, CryptoError>>;
 
 /// Key material one request may hold through crypto handles at once: bounds the host memory
@@ -106,14 +109,23 @@ type Result<T> = wasmtime::Result<std::result::Result<T, CryptoError>>;
 const KEY_BUDGET: usize = 1 << 20;
 
 impl RequestState {
-    /// Runs `op` on a key, charging the time it takes to the guest's CPU time.
+    /// Runs `op` on a key, charging the time it takes to the guest's CPU time, in a span
+    /// named `span` (when traces are on) that names the key's algorithm.
     fn with_key<T>(
         &mut self,
+        span: &'static str,
         key: &Resource<KeyHandle>,
         op: impl FnOnce(&KeyHandle) -> T,
     ) -> wasmtime::Result<T> {
+        let key = self.table_ref().get(key)?;
+        let _span = self.telemetry.span(span, SpanKind::Internal, || {
+            vec![KeyValue::new(
+                "virga.crypto.algorithm",
+                format!("{:?}", key.algorithm),
+            )]
+        });
         let started = std::time::Instant::now();
-        let out = op(self.table_ref().get(key)?);
+        let out = op(key);
         self.charge_host_work(started.elapsed())?;
         Ok(out)
     }
@@ -186,19 +198,19 @@ impl HostKey for RequestState {
     }
 
     async fn algorithm(&mut self, key: Resource<KeyHandle>) -> wasmtime::Result<Algorithm> {
-        self.with_key(&key, |k| k.algorithm)
+        Ok(self.table_ref().get(&key)?.algorithm)
     }
 
     async fn is_private(&mut self, key: Resource<KeyHandle>) -> wasmtime::Result<bool> {
-        self.with_key(&key, KeyHandle::is_private)
+        Ok(self.table_ref().get(&key)?.is_private())
     }
 
     async fn export(&mut self, key: Resource<KeyHandle>, format: KeyFormat) -> Result<Vec<u8>> {
-        self.with_key(&key, |k| k.export(format))
+        self.with_key("crypto.export", &key, |k| k.export(format))
     }
 
     async fn public_key(&mut self, key: Resource<KeyHandle>, format: KeyFormat) -> Result<Vec<u8>> {
-        self.with_key(&key, |k| k.public_key(format))
+        self.with_key("crypto.public_key", &key, |k| k.public_key(format))
     }
 
     async fn sign(
@@ -207,7 +219,7 @@ impl HostKey for RequestState {
         data: Vec<u8>,
         encoding: SignatureEncoding,
     ) -> Result<Vec<u8>> {
-        self.with_key(&key, |k| k.sign(&data, encoding))
+        self.with_key("crypto.sign", &key, |k| k.sign(&data, encoding))
     }
 
     async fn verify(
@@ -217,15 +229,17 @@ impl HostKey for RequestState {
         signature: Vec<u8>,
         encoding: SignatureEncoding,
     ) -> Result<bool> {
-        self.with_key(&key, |k| k.verify(&data, &signature, encoding))
+        self.with_key("crypto.verify", &key, |k| {
+            k.verify(&data, &signature, encoding)
+        })
     }
 
     async fn blind(&mut self, key: Resource<KeyHandle>, message: Vec<u8>) -> Result<Blinding> {
-        self.with_key(&key, |k| k.blind(&message))
+        self.with_key("crypto.blind", &key, |k| k.blind(&message))
     }
 
     async fn blind_sign(&mut self, key: Resource<KeyHandle>, blinded: Vec<u8>) -> Result<Vec<u8>> {
-        self.with_key(&key, |k| k.blind_sign(&blinded))
+        self.with_key("crypto.blind_sign", &key, |k| k.blind_sign(&blinded))
     }
 
     async fn finalize(
@@ -235,7 +249,9 @@ impl HostKey for RequestState {
         blind_signature: Vec<u8>,
         inverse: Vec<u8>,
     ) -> Result<Vec<u8>> {
-        self.with_key(&key, |k| k.finalize(&prepared, &blind_signature, &inverse))
+        self.with_key("crypto.finalize", &key, |k| {
+            k.finalize(&prepared, &blind_signature, &inverse)
+        })
     }
 
     async fn seal(
@@ -245,7 +261,7 @@ impl HostKey for RequestState {
         aad: Vec<u8>,
         plaintext: Vec<u8>,
     ) -> Result<Vec<u8>> {
-        self.with_key(&key, |k| k.seal(&nonce, &aad, &plaintext))
+        self.with_key("crypto.seal", &key, |k| k.seal(&nonce, &aad, &plaintext))
     }
 
     async fn unseal(
@@ -255,7 +271,9 @@ impl HostKey for RequestState {
         aad: Vec<u8>,
         ciphertext: Vec<u8>,
     ) -> Result<Vec<u8>> {
-        self.with_key(&key, |k| k.unseal(&nonce, &aad, &ciphertext))
+        self.with_key("crypto.unseal", &key, |k| {
+            k.unseal(&nonce, &aad, &ciphertext)
+        })
     }
 
     async fn drop(&mut self, key: Resource<KeyHandle>) -> wasmtime::Result<()> {

@@ -30,7 +30,10 @@ use self::policy::{OriginMatch, non_public};
 use crate::body::declared_response_length;
 use crate::deployment::SharedDeployment;
 use crate::limits::Limit;
+use crate::telemetry::{HostCallSpan, RequestTelemetry};
 use crate::trace::TraceContext;
+use opentelemetry::KeyValue;
+use opentelemetry::trace::SpanKind;
 
 /// A boxed error, as bodies carry them.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -190,6 +193,7 @@ pub(crate) struct OutboundHooks {
     backend: Arc<dyn FetchBackend>,
     sent: u32,
     trace: TraceContext,
+    telemetry: RequestTelemetry,
 }
 
 impl OutboundHooks {
@@ -197,12 +201,14 @@ impl OutboundHooks {
         deployment: SharedDeployment,
         backend: Arc<dyn FetchBackend>,
         trace: TraceContext,
+        telemetry: RequestTelemetry,
     ) -> Self {
         Self {
             deployment,
             backend,
             sent: 0,
             trace,
+            telemetry,
         }
     }
 
@@ -211,6 +217,7 @@ impl OutboundHooks {
         &mut self,
         mut request: http::Request<WasiBody>,
         options: Option<RequestOptions>,
+        span: &HostCallSpan,
     ) -> Result<(http::Request<FetchBody>, SendOptions, String), wasmtime_wasi_http::Error> {
         let deployment = &self.deployment;
         let limits = &deployment.limits;
@@ -262,8 +269,27 @@ impl OutboundHooks {
             .into_guest());
         }
         strip_hop_by_hop(request.headers_mut());
+        // W3C Trace Context §3: the subrequest continues the request's trace, with this
+        // subrequest's span (when traces are recorded) as its parent. A traceparent the
+        // guest set itself is left alone.
         if !request.headers().contains_key("traceparent") {
-            self.trace.inject(request.headers_mut());
+            match span.traceparent() {
+                Some((parent, state)) => {
+                    let headers = request.headers_mut();
+                    if let Ok(value) = http::HeaderValue::from_str(&parent) {
+                        headers.insert("traceparent", value);
+                    }
+                    match state.and_then(|s| http::HeaderValue::from_str(&s).ok()) {
+                        Some(value) => {
+                            headers.insert("tracestate", value);
+                        }
+                        None => {
+                            headers.remove("tracestate");
+                        }
+                    }
+                }
+                None => self.trace.inject(request.headers_mut()),
+            }
         }
         let guest_connect = options.and_then(|o| o.connect_timeout);
         let send = SendOptions {
@@ -311,10 +337,30 @@ impl WasiHttpHooks for OutboundHooks {
         _fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
     ) -> SendFuture {
         let head = request.method() == http::Method::HEAD;
-        let (request, send, origin) = match self.admit(request, options) {
+        let mut span = self.telemetry.span("fetch", SpanKind::Client, || {
+            let uri = request.uri();
+            vec![
+                KeyValue::new("http.request.method", request.method().as_str().to_owned()),
+                KeyValue::new("server.address", uri.host().unwrap_or_default().to_owned()),
+                KeyValue::new(
+                    "url.full",
+                    format!(
+                        "{}://{}{}",
+                        uri.scheme_str().unwrap_or("http"),
+                        uri.authority().map_or("", |a| a.as_str()),
+                        uri.path()
+                    ),
+                ),
+            ]
+        });
+        let (request, send, origin) = match self.admit(request, options, &span) {
             Ok(admitted) => admitted,
-            Err(e) => return Box::new(async move { Err(e) }),
+            Err(e) => {
+                span.fail(|| format!("{e:?}"));
+                return Box::new(async move { Err(e) });
+            }
         };
+        let telemetry = self.telemetry.clone();
         let limits = &self.deployment.limits;
         let first_byte = shorter(
             limits.first_byte_timeout,
@@ -327,6 +373,7 @@ impl WasiHttpHooks for OutboundHooks {
         let outbound = limits.outbound_body;
         let response = self.backend.send(request, send);
         Box::new(async move {
+            let sent = std::time::Instant::now();
             // Counted from sending, connection set-up included (which also has its own
             // timeout inside the backend).
             let response = tokio::time::timeout(first_byte, response)
@@ -337,8 +384,22 @@ impl WasiHttpHooks for OutboundHooks {
                         Limit::FirstByteTimeout,
                         first_byte.as_millis()
                     ))
-                })?
-                .map_err(FetchError::into_guest)?;
+                })
+                .and_then(|sent| sent.map_err(FetchError::into_guest));
+            let response = match response {
+                Ok(response) => {
+                    let status = response.status().as_u16();
+                    telemetry.fetched(sent.elapsed(), Some(status));
+                    span.set(|| KeyValue::new("http.response.status_code", i64::from(status)));
+                    response
+                }
+                Err(e) => {
+                    telemetry.fetched(sent.elapsed(), None);
+                    span.fail(|| format!("{e:?}"));
+                    return Err(e);
+                }
+            };
+            drop(span);
             let (mut parts, body) = response.into_parts();
             strip_hop_by_hop(&mut parts.headers);
             let declared = declared_response_length(&parts.headers, parts.status, head);

@@ -7,6 +7,7 @@
 //! | PUT | `/v1/deployments/{name}?route=R&route=R2&var=K=V&allow=ORIGIN&LIMIT=N` | body: the component; deploys it as a new version (LIMIT: any key of `Limits::set`, e.g. `cpu_ms`, `memory_mib`, `subrequests`) |
 //! | POST | `/v1/deployments/{name}/rollback[?to=N]` | makes version N (default: the previous one) live |
 //! | DELETE | `/v1/deployments/{name}` | removes the deployment |
+//! | GET | `/metrics` | the runtime's metrics, Prometheus text format 0.0.4 (scrape with the token as bearer credentials) |
 //!
 //! Every other call needs `Authorization: Bearer TOKEN`; without it (or with a wrong one) the
 //! answer is 401 and nothing changes. Errors are `{"error": "..."}` with the status of
@@ -167,6 +168,18 @@ where
     }
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match (&method, segments.as_slice()) {
+        (&Method::GET, ["metrics"]) => {
+            let mut response = Response::new(full(runtime.telemetry().prometheus()));
+            response.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            response
+        }
+        (_, ["metrics"]) => error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("{method} is not allowed on {path}"),
+        ),
         (&Method::GET, ["v1", "deployments"]) => {
             let list: Vec<Value> = runtime.deployments().iter().map(info_json).collect();
             reply(StatusCode::OK, json!({ "deployments": list }))

@@ -5,6 +5,12 @@
 //!   error's message.
 //! - `/count?url=U&n=N`: N fetches one after another; `ok N`, or 502 `failed at K: message`.
 //! - `/concurrent?url=U&n=N`: N fetches in flight at once; `ok N` or 502 with the first error.
+//! - `/traced?url=U`: logs a line on stdout and one on stderr, answers from the host cache
+//!   when U is stored there, else fetches U and stores the response for 60 s (the telemetry
+//!   tests follow its spans, metrics and log records).
+use std::time::Duration;
+
+use virga_sdk::cache::{self, Lookup, PutOptions, Stored};
 use virga_sdk::{Body, Request, Response, Result, fetch, http, join_all};
 
 fn param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
@@ -103,8 +109,27 @@ async fn handle(request: Request) -> Result<Response> {
             }
             Ok(Response::new(format!("ok {n}\n").into()))
         }
+        "traced" => {
+            println!("traced request for {url}");
+            eprintln!("traced stderr line");
+            if let Ok(Lookup::Fresh(entry)) = cache::lookup_key(&request, &url) {
+                return Ok(entry.into_response());
+            }
+            let response = match fetch(get(&url)).await {
+                Ok(response) => response,
+                Err(e) => return bad_gateway(e.to_string()),
+            };
+            let (parts, body) = response.into_parts();
+            let response = http::Response::from_parts(parts, Body::from(body));
+            let options = PutOptions::default().ttl(Duration::from_secs(60));
+            match cache::put_key(&request, &url, response, &options).await {
+                Stored::Yes(entry) => Ok(entry.into_response()),
+                Stored::No(response, _) => Ok(response),
+                Stored::Failed(e) => bad_gateway(e.to_string()),
+            }
+        }
         _ => Ok(http::Response::builder()
             .status(404)
-            .body("try /proxy, /count or /concurrent\n".into())?),
+            .body("try /proxy, /count, /concurrent or /traced\n".into())?),
     }
 }

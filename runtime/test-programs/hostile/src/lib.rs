@@ -1,6 +1,7 @@
 //! Hostile behaviour, picked by the last path segment; each must end within its limit:
 //! - `recurse`: unbounded recursion (stack overflow → trap)
 //! - `stdout`: writes 64 MiB to stdout, then answers `done`
+//! - `lines`: writes a 10 KiB line, then 1000 short lines (`line 0` ..), then answers `done`
 //! - `stream`: an endless response body (cut at the wall or response-body limit)
 //! - `wait`: blocks on a pollable that never becomes ready (cut at the wall limit)
 //! - `headers`: answers with 10 000 header fields
@@ -31,6 +32,15 @@ fn handle(request: Request) -> Result<Response> {
         .to_owned();
     match action.as_str() {
         "recurse" => Ok(Response::new(recurse(0, [1; 16]).to_string().into())),
+        "lines" => {
+            let mut out = std::io::stdout();
+            let _ = out.write_all(&[b'y'; 10 << 10]);
+            let _ = out.write_all(b"\n");
+            for n in 0..1000 {
+                let _ = writeln!(out, "line {n}");
+            }
+            Ok(Response::new("done".into()))
+        }
         "stdout" => {
             let chunk = vec![b'x'; 1 << 20];
             let mut out = std::io::stdout();

@@ -1,0 +1,292 @@
+//! OpenTelemetry for every request: a server span with child spans for host calls, metrics
+//! (also served as Prometheus text), and guests' stdout/stderr as log records.
+//!
+//! A [`Telemetry`] is built once and handed to [`RuntimeBuilder::telemetry`]
+//! (crate::RuntimeBuilder::telemetry). Nothing is global: two runtimes in one process keep
+//! separate telemetry. Without an exporter (the default) spans and log records are not made
+//! at all and nothing leaves the host; metrics are still kept for [`Telemetry::prometheus`].
+//! Export never blocks a request: spans and log records go through the SDK's batch
+//! processors (bounded queues that drop, and count, when full), metrics are read
+//! periodically.
+
+mod guest_log;
+mod metrics;
+mod otlp;
+mod prometheus;
+mod request;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use opentelemetry::InstrumentationScope;
+use opentelemetry::logs::LoggerProvider as _;
+use opentelemetry::metrics::MeterProvider as _;
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::logs::{SdkLogger, SdkLoggerProvider};
+use opentelemetry_sdk::metrics::{ManualReader, SdkMeterProvider};
+use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
+
+pub(crate) use guest_log::GuestLog;
+pub(crate) use metrics::Instruments;
+pub use otlp::{OtlpExport, OtlpProtocol};
+pub(crate) use request::{GuestStats, HostCallSpan, RequestRecord, RequestTelemetry};
+
+use crate::error::Error;
+
+/// The instrumentation scope of everything Virga records.
+const SCOPE: &str = "virga";
+
+/// Configures and builds a [`Telemetry`]. Every setter documents its default.
+#[derive(Debug)]
+pub struct TelemetryBuilder {
+    otlp: Option<OtlpExport>,
+    tracer_provider: Option<SdkTracerProvider>,
+    logger_provider: Option<SdkLoggerProvider>,
+    resource: Option<Resource>,
+    guest_log_lines: u32,
+    guest_log_line_bytes: usize,
+    metric_interval: Duration,
+}
+
+impl Default for TelemetryBuilder {
+    fn default() -> Self {
+        Self {
+            otlp: None,
+            tracer_provider: None,
+            logger_provider: None,
+            resource: None,
+            guest_log_lines: 100,
+            guest_log_line_bytes: 4096,
+            metric_interval: Duration::from_secs(10),
+        }
+    }
+}
+
+impl TelemetryBuilder {
+    /// Exports traces, metrics and logs over OTLP (see [`OtlpExport`]). Default is none:
+    /// nothing leaves the host.
+    pub fn otlp(mut self, export: OtlpExport) -> Self {
+        self.otlp = Some(export);
+        self
+    }
+
+    /// Records spans with the embedder's own provider (its processors and exporters) instead
+    /// of the OTLP one. Default is none.
+    pub fn tracer_provider(mut self, provider: SdkTracerProvider) -> Self {
+        self.tracer_provider = Some(provider);
+        self
+    }
+
+    /// Emits guest log records with the embedder's own provider instead of the OTLP one.
+    /// Default is none.
+    pub fn logger_provider(mut self, provider: SdkLoggerProvider) -> Self {
+        self.logger_provider = Some(provider);
+        self
+    }
+
+    /// The resource that describes this host (`service.name` and so on). Default: the SDK's
+    /// (from `OTEL_SERVICE_NAME` and `OTEL_RESOURCE_ATTRIBUTES`), with service name `virga`
+    /// when neither names one.
+    pub fn resource(mut self, resource: Resource) -> Self {
+        self.resource = Some(resource);
+        self
+    }
+
+    /// How many lines of stdout and stderr one request may log; later lines are dropped
+    /// and counted (`virga.guest.log.dropped`). Default is 100.
+    pub fn guest_log_lines(mut self, lines: u32) -> Self {
+        self.guest_log_lines = lines;
+        self
+    }
+
+    /// The longest guest log line kept, in bytes; longer lines are cut there. Default 4096.
+    pub fn guest_log_line_bytes(mut self, bytes: usize) -> Self {
+        self.guest_log_line_bytes = bytes.max(1);
+        self
+    }
+
+    /// How often metrics are exported over OTLP. Default is 10 s.
+    pub fn metric_interval(mut self, interval: Duration) -> Self {
+        self.metric_interval = interval.max(Duration::from_millis(10));
+        self
+    }
+
+    /// Builds the providers and instruments. OTLP exporters are created here (the gRPC one
+    /// needs to be called inside a Tokio runtime); a bad endpoint is an
+    /// [`Error::Config`] naming it.
+    pub fn build(self) -> Result<Telemetry, Error> {
+        let resource = self.resource.unwrap_or_else(default_resource);
+        let mut tracer_provider = self.tracer_provider;
+        let mut logger_provider = self.logger_provider;
+        let prometheus = Arc::new(ManualReader::builder().build());
+        let mut meters =
+            SdkMeterProvider::builder().with_reader(prometheus::SharedReader(prometheus.clone()));
+        if let Some(otlp) = &self.otlp {
+            if tracer_provider.is_none() && otlp.traces {
+                tracer_provider = Some(otlp.tracer_provider(resource.clone())?);
+            }
+            if logger_provider.is_none() && otlp.logs {
+                logger_provider = Some(otlp.logger_provider(resource.clone())?);
+            }
+            if otlp.metrics {
+                meters = meters.with_reader(otlp.metric_reader(self.metric_interval)?);
+            }
+        }
+        let meter_provider = meters.with_resource(resource).build();
+        let scope = InstrumentationScope::builder(SCOPE)
+            .with_version(env!("CARGO_PKG_VERSION"))
+            .build();
+        let meter = meter_provider.meter_with_scope(scope.clone());
+        Ok(Telemetry {
+            inner: Arc::new(Shared {
+                tracer: tracer_provider
+                    .as_ref()
+                    .map(|p| p.tracer_with_scope(scope.clone())),
+                logger: logger_provider.as_ref().map(|p| p.logger_with_scope(scope)),
+                instruments: Instruments::new(&meter),
+                meter,
+                instances: std::sync::OnceLock::new(),
+                guest_log_lines: self.guest_log_lines,
+                guest_log_line_bytes: self.guest_log_line_bytes,
+                prometheus,
+                tracer_provider,
+                logger_provider,
+                meter_provider,
+            }),
+        })
+    }
+}
+
+fn default_resource() -> Resource {
+    let detected = Resource::builder().build();
+    let named = detected
+        .get(&opentelemetry::Key::from_static_str("service.name"))
+        .is_some_and(|name| !name.as_str().starts_with("unknown_service"));
+    if named {
+        detected
+    } else {
+        Resource::builder().with_service_name("virga").build()
+    }
+}
+
+/// A runtime's telemetry: its tracer, logger and metric instruments. Cheap to clone.
+///
+/// ```no_run
+/// # fn f() -> Result<(), virga::Error> {
+/// use virga::telemetry::{OtlpExport, OtlpProtocol, Telemetry};
+///
+/// let telemetry = Telemetry::builder()
+///     .otlp(OtlpExport::new(OtlpProtocol::Grpc).endpoint("http://127.0.0.1:4317"))
+///     .build()?;
+/// let runtime = virga::Runtime::builder().telemetry(telemetry).build()?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Telemetry {
+    pub(crate) inner: Arc<Shared>,
+}
+
+pub(crate) struct Shared {
+    pub(crate) tracer: Option<SdkTracer>,
+    pub(crate) logger: Option<SdkLogger>,
+    pub(crate) instruments: Instruments,
+    pub(crate) guest_log_lines: u32,
+    pub(crate) guest_log_line_bytes: usize,
+    meter: opentelemetry::metrics::Meter,
+    instances: std::sync::OnceLock<opentelemetry::metrics::ObservableGauge<i64>>,
+    prometheus: Arc<ManualReader>,
+    tracer_provider: Option<SdkTracerProvider>,
+    logger_provider: Option<SdkLoggerProvider>,
+    meter_provider: SdkMeterProvider,
+}
+
+impl std::fmt::Debug for Telemetry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Telemetry")
+            .field("traces", &self.inner.tracer.is_some())
+            .field("logs", &self.inner.logger.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Telemetry {
+    /// No export: metrics kept for [`Telemetry::prometheus`] only, no spans, no log records.
+    fn default() -> Self {
+        match TelemetryBuilder::default().build() {
+            Ok(telemetry) => telemetry,
+            // Without exporters nothing in `build` can fail.
+            Err(e) => unreachable!("telemetry without export failed to build: {e}"),
+        }
+    }
+}
+
+impl Telemetry {
+    /// A builder with every default.
+    pub fn builder() -> TelemetryBuilder {
+        TelemetryBuilder::default()
+    }
+
+    /// Whether spans are recorded (a tracer provider or OTLP trace export is configured).
+    pub fn traces_enabled(&self) -> bool {
+        self.inner.tracer.is_some()
+    }
+
+    /// Reports `virga.instances.live` (sandboxes running now, by deployment) from the
+    /// runtime's registry, for as long as the runtime lives. Once per telemetry: a
+    /// telemetry shared by several runtimes reports the first.
+    pub(crate) fn observe_instances(&self, runtime: std::sync::Weak<crate::runtime::Inner>) {
+        self.inner.instances.get_or_init(|| {
+            self.inner
+                .meter
+                .i64_observable_gauge("virga.instances.live")
+                .with_description("Sandboxes running now")
+                .with_callback(move |observer| {
+                    if let Some(runtime) = runtime.upgrade() {
+                        for (deployment, count) in runtime.registry.live_instances() {
+                            observer.observe(count, &[deployment]);
+                        }
+                    }
+                })
+                .build()
+        });
+    }
+
+    /// The logger provider guest logs go to, if any: hand it to a `tracing` bridge
+    /// (`opentelemetry-appender-tracing`) to export the host's own logs too.
+    pub fn logger_provider(&self) -> Option<&SdkLoggerProvider> {
+        self.inner.logger_provider.as_ref()
+    }
+
+    /// The current metrics in the Prometheus text exposition format (version 0.0.4), as the
+    /// admin listener serves them at `GET /metrics`.
+    pub fn prometheus(&self) -> String {
+        prometheus::render(&self.inner.prometheus)
+    }
+
+    /// Exports whatever is still queued (spans, log records, metrics), waiting for the
+    /// exporters (on a blocking thread: the exporters may need this runtime meanwhile).
+    /// Call it before the process exits. Errors name the signal that failed.
+    pub async fn flush(&self) -> Result<(), Error> {
+        let telemetry = self.clone();
+        tokio::task::spawn_blocking(move || telemetry.flush_blocking())
+            .await
+            .map_err(|e| Error::Telemetry(format!("the flush was cancelled: {e}")))?
+    }
+
+    fn flush_blocking(&self) -> Result<(), Error> {
+        let failed = |signal: &str, e: opentelemetry_sdk::error::OTelSdkError| {
+            Error::Telemetry(format!("cannot flush {signal}: {e}"))
+        };
+        if let Some(p) = &self.inner.tracer_provider {
+            p.force_flush().map_err(|e| failed("spans", e))?;
+        }
+        if let Some(p) = &self.inner.logger_provider {
+            p.force_flush().map_err(|e| failed("log records", e))?;
+        }
+        self.inner
+            .meter_provider
+            .force_flush()
+            .map_err(|e| failed("metrics", e))
+    }
+}

@@ -1,0 +1,306 @@
+//! One request's telemetry: its server span (continuing the caller's W3C trace), the
+//! context host calls make child spans in, and the metrics recorded when it ends.
+
+use std::time::{Duration, Instant};
+
+use opentelemetry::trace::{
+    Span as _, SpanContext, SpanId, SpanKind, Status, TraceContextExt, TraceFlags, TraceId,
+    TraceState, Tracer as _,
+};
+use opentelemetry::{Context, KeyValue};
+use opentelemetry_sdk::trace::Span;
+
+use super::Telemetry;
+use super::metrics::status_class;
+use crate::error::Error;
+use crate::limits::Limit;
+
+/// What the sandbox of a request cost, measured as it ran.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct GuestStats {
+    /// Time to instantiate the component (none if it never got that far).
+    pub(crate) instantiation: Option<Duration>,
+    /// Time the guest's code ran (host calls it made included, waits for I/O not).
+    pub(crate) cpu: Duration,
+    /// Linear memory at its largest, bytes.
+    pub(crate) peak_memory: u64,
+}
+
+/// The caller's span from a valid `traceparent` (W3C Trace Context §3.2, strictly: lower-case
+/// hex, ids not all zero, version not `ff`) with its `tracestate` (§3.3, dropped when
+/// malformed). A request without a valid one starts a new trace.
+fn remote_parent(headers: &http::HeaderMap) -> Option<SpanContext> {
+    let value = headers.get("traceparent")?.to_str().ok()?;
+    let (trace_id, parent_id, flags) = crate::trace::parse_parent(value)?;
+    let state = headers
+        .get("tracestate")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<TraceState>().ok())
+        .unwrap_or_default();
+    Some(SpanContext::new(
+        TraceId::from_hex(trace_id).ok()?,
+        SpanId::from_hex(parent_id).ok()?,
+        TraceFlags::new(u8::from_str_radix(flags, 16).ok()? & 1),
+        true,
+        state,
+    ))
+}
+
+/// A request from its arrival to its end: records the server span and the request metrics
+/// once, when [`finish`](Self::finish)ed or dropped (a request its client abandoned).
+pub(crate) struct RequestRecord {
+    telemetry: Telemetry,
+    start: Instant,
+    span: Option<Span>,
+    deployment: Option<KeyValue>,
+    finished: bool,
+}
+
+impl RequestRecord {
+    /// Starts the record of `request`: its server span continues the trace of a valid
+    /// incoming `traceparent`/`tracestate` (W3C Trace Context §3), or starts a new one.
+    pub(crate) fn start<B>(telemetry: &Telemetry, request: &http::Request<B>, host: &str) -> Self {
+        let span = telemetry.inner.tracer.as_ref().map(|tracer| {
+            let parent = remote_parent(request.headers()).map_or_else(Context::new, |cx| {
+                Context::new().with_remote_span_context(cx)
+            });
+            let method = request.method().as_str().to_owned();
+            let attributes = vec![
+                KeyValue::new("http.request.method", method.clone()),
+                KeyValue::new("url.path", request.uri().path().to_owned()),
+                KeyValue::new(
+                    "url.scheme",
+                    request.uri().scheme_str().unwrap_or("http").to_owned(),
+                ),
+                KeyValue::new("server.address", host.to_owned()),
+                KeyValue::new(
+                    "network.protocol.version",
+                    match request.version() {
+                        http::Version::HTTP_09 => "0.9",
+                        http::Version::HTTP_10 => "1.0",
+                        http::Version::HTTP_2 => "2",
+                        http::Version::HTTP_3 => "3",
+                        _ => "1.1",
+                    },
+                ),
+            ];
+            tracer
+                .span_builder(method)
+                .with_kind(SpanKind::Server)
+                .with_attributes(attributes)
+                .start_with_context(tracer, &parent)
+        });
+        Self {
+            telemetry: telemetry.clone(),
+            start: Instant::now(),
+            span,
+            deployment: None,
+            finished: false,
+        }
+    }
+
+    /// The request was routed to `deployment` at `version`.
+    pub(crate) fn routed(&mut self, deployment: &KeyValue, version: u64) {
+        self.deployment = Some(deployment.clone());
+        if let Some(span) = &mut self.span {
+            span.set_attribute(deployment.clone());
+            span.set_attribute(KeyValue::new("virga.version", version as i64));
+        }
+    }
+
+    /// What host calls of this request record into: its span as their parent.
+    pub(crate) fn context(&self) -> RequestTelemetry {
+        RequestTelemetry {
+            telemetry: self.telemetry.clone(),
+            deployment: self.deployment.clone().unwrap_or_else(|| {
+                KeyValue::new("virga.deployment", opentelemetry::Value::from(""))
+            }),
+            parent: self
+                .span
+                .as_ref()
+                .map(|span| Context::new().with_remote_span_context(span.span_context().clone())),
+        }
+    }
+
+    /// Records the request's end by `error` (nothing ran, or nothing could be answered),
+    /// and gives the error back.
+    pub(crate) fn fail(self, error: Error) -> Error {
+        self.finish(error.status().as_u16(), Some(&error), None);
+        error
+    }
+
+    /// Records the request's end: its status, the error that decided it (if any), and what
+    /// its sandbox cost (if one ran).
+    pub(crate) fn finish(mut self, status: u16, error: Option<&Error>, stats: Option<&GuestStats>) {
+        self.finished = true;
+        let elapsed = self.start.elapsed().as_secs_f64();
+        let instruments = &self.telemetry.inner.instruments;
+        let class = status_class(status);
+        match &self.deployment {
+            Some(deployment) => {
+                instruments
+                    .request_duration
+                    .record(elapsed, &[deployment.clone(), class]);
+                if let Some(instantiation) = stats.and_then(|s| s.instantiation) {
+                    instruments.instantiation.record(
+                        instantiation.as_secs_f64(),
+                        std::slice::from_ref(deployment),
+                    );
+                }
+                if let Some(limit) = error.and_then(Error::limit) {
+                    instruments
+                        .limit_trips
+                        .add(1, &[deployment.clone(), limit_name(limit)]);
+                }
+            }
+            None => instruments.request_duration.record(elapsed, &[class]),
+        }
+        let Some(span) = &mut self.span else {
+            return;
+        };
+        span.set_attribute(KeyValue::new(
+            "http.response.status_code",
+            i64::from(status),
+        ));
+        if let Some(stats) = stats {
+            if let Some(instantiation) = stats.instantiation {
+                span.set_attribute(KeyValue::new(
+                    "virga.instantiation_us",
+                    micros(instantiation),
+                ));
+            }
+            span.set_attribute(KeyValue::new("virga.guest.cpu_us", micros(stats.cpu)));
+            span.set_attribute(KeyValue::new(
+                "virga.guest.peak_memory_bytes",
+                i64::try_from(stats.peak_memory).unwrap_or(i64::MAX),
+            ));
+        }
+        if let Some(limit) = error.and_then(Error::limit) {
+            span.set_attribute(limit_name(limit));
+        }
+        // Server spans are errors for 5xx (semantic conventions, HTTP spans, status), and
+        // when the guest failed after its response head left (a broken body).
+        if status >= 500 || (error.is_some() && status < 400) {
+            let message = error.map_or_else(|| format!("status {status}"), ToString::to_string);
+            span.set_attribute(KeyValue::new("error.type", status.to_string()));
+            span.set_status(Status::error(message));
+        }
+        span.end();
+    }
+}
+
+impl Drop for RequestRecord {
+    fn drop(&mut self) {
+        if !self.finished
+            && let Some(span) = &mut self.span
+        {
+            // The client went away (or the server shut down) before the request ended.
+            span.set_attribute(KeyValue::new("virga.cancelled", true));
+            span.end();
+        }
+    }
+}
+
+fn micros(duration: Duration) -> i64 {
+    i64::try_from(duration.as_micros()).unwrap_or(i64::MAX)
+}
+
+fn limit_name(limit: Limit) -> KeyValue {
+    KeyValue::new("virga.limit", limit.name())
+}
+
+/// What a request's host calls record into: the instruments, its deployment, and the
+/// server span to parent child spans on (when traces are on). Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct RequestTelemetry {
+    pub(crate) telemetry: Telemetry,
+    pub(crate) deployment: KeyValue,
+    parent: Option<Context>,
+}
+
+impl RequestTelemetry {
+    /// A child span of the request's span for a host call, if traces are on.
+    pub(crate) fn span(
+        &self,
+        name: &'static str,
+        kind: SpanKind,
+        attributes: impl FnOnce() -> Vec<KeyValue>,
+    ) -> HostCallSpan {
+        let span = match (&self.telemetry.inner.tracer, &self.parent) {
+            (Some(tracer), Some(parent)) => Some(
+                tracer
+                    .span_builder(name)
+                    .with_kind(kind)
+                    .with_attributes(attributes())
+                    .start_with_context(tracer, parent),
+            ),
+            _ => None,
+        };
+        HostCallSpan { span }
+    }
+
+    /// The server span's context, if traces are on.
+    pub(crate) fn span_context(&self) -> Option<SpanContext> {
+        self.parent
+            .as_ref()
+            .map(|cx| cx.span().span_context().clone())
+    }
+
+    /// Counts a cache lookup's result (`hit`, `miss` or `stale`).
+    pub(crate) fn cache_lookup(&self, result: &'static str) {
+        self.telemetry.inner.instruments.cache_lookups.add(
+            1,
+            &[
+                self.deployment.clone(),
+                KeyValue::new("virga.cache.result", result),
+            ],
+        );
+    }
+
+    /// Records a subrequest's time to its response head (`status` none: it failed).
+    pub(crate) fn fetched(&self, elapsed: Duration, status: Option<u16>) {
+        let class = status.map_or_else(
+            || KeyValue::new("http.response.status_class", "error"),
+            status_class,
+        );
+        self.telemetry
+            .inner
+            .instruments
+            .fetch_duration
+            .record(elapsed.as_secs_f64(), &[self.deployment.clone(), class]);
+    }
+}
+
+/// A host call's span (nothing when traces are off); ends when dropped.
+pub(crate) struct HostCallSpan {
+    span: Option<Span>,
+}
+
+impl HostCallSpan {
+    /// Adds an attribute (computed only when the span is recorded).
+    pub(crate) fn set(&mut self, attribute: impl FnOnce() -> KeyValue) {
+        if let Some(span) = &mut self.span {
+            span.set_attribute(attribute());
+        }
+    }
+
+    /// Marks the call failed with `message`.
+    pub(crate) fn fail(&mut self, message: impl FnOnce() -> String) {
+        if let Some(span) = &mut self.span {
+            span.set_status(Status::error(message()));
+        }
+    }
+
+    /// The W3C `traceparent` naming this span as the parent of a subrequest.
+    pub(crate) fn traceparent(&self) -> Option<(String, Option<String>)> {
+        let cx = self.span.as_ref()?.span_context();
+        let parent = format!(
+            "00-{}-{}-{:02x}",
+            cx.trace_id(),
+            cx.span_id(),
+            cx.trace_flags().to_u8()
+        );
+        let state = cx.trace_state().header();
+        Some((parent, (!state.is_empty()).then_some(state)))
+    }
+}
