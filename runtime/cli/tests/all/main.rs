@@ -108,6 +108,11 @@ fn start_dev_with(path: &std::path::Path, extra: &[&str]) -> (Running, String) {
 }
 
 pub(crate) fn get(url: &str, path: &str) -> String {
+    get_with(url, path, "")
+}
+
+/// GET `path` with extra header lines (each ending in CRLF); the whole response as text.
+pub(crate) fn get_with(url: &str, path: &str, headers: &str) -> String {
     let addr = url.trim_start_matches("http://").trim_end_matches('/');
     let mut stream = TcpStream::connect(addr).unwrap();
     stream
@@ -115,7 +120,7 @@ pub(crate) fn get(url: &str, path: &str) -> String {
         .unwrap();
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{headers}\r\n"
     )
     .unwrap();
     let mut response = String::new();

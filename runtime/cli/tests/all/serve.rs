@@ -4,7 +4,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use super::{Running, get, tempdir, virga};
+use super::{Running, get, get_with, tempdir, virga};
 
 const TOKEN: &str = "test-token-0123456789";
 
@@ -267,6 +267,68 @@ fn bad_uploads_and_tokens_are_refused_and_nothing_changes() {
     assert_eq!(out, "app  v1 live (kept: 1)  routes: */*\n");
     assert_eq!(host.body("/x"), "hello from virga\nGET /x\n");
     host.stop();
+}
+
+#[test]
+fn metrics_are_served_to_scrapers_with_the_admin_token() {
+    use virga_test_artifacts::HELLO;
+    let dir = tempdir("serve-metrics");
+    let host = serve(&dir, "");
+    assert!(deploy(&host, HELLO, "app", "*/*").0);
+    for _ in 0..2 {
+        assert_eq!(host.status("/x"), "200");
+    }
+    let refused = get(&host.admin, "/metrics");
+    assert!(refused.starts_with("HTTP/1.1 401"), "{refused}");
+    let scraped = get_with(
+        &host.admin,
+        "/metrics",
+        &format!("Authorization: Bearer {TOKEN}\r\n"),
+    );
+    assert!(scraped.starts_with("HTTP/1.1 200"), "{scraped}");
+    assert!(
+        scraped.contains("content-type: text/plain; version=0.0.4"),
+        "{scraped}"
+    );
+    assert!(
+        scraped.lines().any(
+            |l| l.starts_with("http_server_request_duration_seconds_count{")
+                && l.contains("virga_deployment=\"app\"")
+                && l.ends_with(" 2")
+        ),
+        "{scraped}"
+    );
+    host.stop();
+}
+
+#[test]
+fn bad_telemetry_settings_stop_the_start_with_their_name() {
+    let dir = tempdir("serve-badotel");
+    let config = write_config(&dir, Some(TOKEN), "");
+    for (env, expected) in [
+        (
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "https://collector:4318"),
+            "OTLP over TLS",
+        ),
+        (
+            ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "not a url"),
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        ),
+        (("OTEL_TRACES_EXPORTER", "zipkin"), "OTEL_TRACES_EXPORTER"),
+    ] {
+        let mut command = virga();
+        command
+            .args(["serve", "--config"])
+            .arg(&config)
+            .env(env.0, env.1);
+        if env.0 == "OTEL_TRACES_EXPORTER" {
+            command.env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9");
+        }
+        let out = command.output().unwrap();
+        assert!(!out.status.success(), "{env:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(expected), "{env:?}: {err}");
+    }
 }
 
 #[test]

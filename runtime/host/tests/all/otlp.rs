@@ -91,8 +91,13 @@ impl Receiver {
 
     /// OTLP/gRPC on a loopback port.
     pub async fn grpc() -> Running {
+        Self::grpc_on(SocketAddr::from(([127, 0, 0, 1], 0))).await
+    }
+
+    /// OTLP/gRPC on `addr`.
+    pub async fn grpc_on(addr: SocketAddr) -> Running {
         let receiver = Receiver::default();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let router = tonic::transport::Server::builder()
             .add_service(TraceServiceServer::new(receiver.clone()))
