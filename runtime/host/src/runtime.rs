@@ -475,8 +475,16 @@ impl Runtime {
             deployment: Box::new(Deployment::new(config, created)),
             keep: self.inner.options.keep_versions,
         };
-        self.apply(change)?
-            .ok_or_else(|| Error::Engine("a deploy produced no deployment".into()))
+        let info = self
+            .apply(change)?
+            .ok_or_else(|| Error::Engine("a deploy produced no deployment".into()))?;
+        tracing::info!(
+            deployment = %info.name,
+            version = info.version,
+            component = %info.component,
+            "deployed"
+        );
+        Ok(info)
     }
 
     /// Makes an earlier kept version live again, instantly (it is still compiled): version

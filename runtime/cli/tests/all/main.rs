@@ -208,6 +208,9 @@ fn dev_builds_a_guest_crate() {
     );
 }
 
+#[path = "../../../host/tests/all/otlp.rs"]
+#[allow(dead_code, unreachable_pub, missing_docs)]
+mod otlp;
 mod serve;
 
 #[test]

@@ -302,6 +302,74 @@ fn metrics_are_served_to_scrapers_with_the_admin_token() {
 }
 
 #[test]
+fn serve_exports_spans_guest_and_host_logs_and_metrics_as_the_environment_says() {
+    use super::otlp::{Receiver, attribute, hex, text};
+    let tokio = tokio::runtime::Runtime::new().unwrap();
+    let receiver = tokio.block_on(Receiver::http());
+    let dir = tempdir("serve-otel");
+    let config = write_config(&dir, Some(TOKEN), "");
+    let endpoint = format!("http://{}", receiver.addr);
+    let host = start_with_env(
+        &config,
+        &dir,
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+            ("OTEL_SERVICE_NAME", "edge-test"),
+        ],
+    );
+    assert!(deploy(&host, virga_test_artifacts::HOSTILE, "chatty", "*/*").0);
+    let trace = "5a".repeat(16);
+    let traceparent = format!("traceparent: 00-{trace}-00f067aa0ba902b7-01\r\n");
+    let reply = get_with(&host.http, "/lines", &traceparent);
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    // SIGTERM: serve flushes its telemetry before it exits.
+    host.stop();
+
+    let received = receiver.receiver.received.lock().unwrap();
+    let server = received
+        .spans
+        .iter()
+        .find(|s| hex(&s.trace_id) == trace)
+        .expect("the request's span");
+    assert_eq!(
+        attribute(&server.attributes, "virga.deployment").as_deref(),
+        Some("chatty")
+    );
+    assert!(
+        received.services.iter().all(|s| s == "edge-test"),
+        "{:?}",
+        received.services
+    );
+    let guest_lines: Vec<String> = received
+        .logs
+        .iter()
+        .filter(|l| hex(&l.trace_id) == trace)
+        .filter_map(|l| l.body.as_ref().and_then(text))
+        .collect();
+    assert_eq!(guest_lines.len(), 100, "the default bound");
+    assert_eq!(guest_lines[1], "line 0");
+    // The host's own log, through the tracing bridge.
+    let deployed = received
+        .logs
+        .iter()
+        .find(|l| l.body.as_ref().and_then(text).as_deref() == Some("deployed"))
+        .expect("the host's 'deployed' log record");
+    assert_eq!(
+        attribute(&deployed.attributes, "deployment").as_deref(),
+        Some("chatty")
+    );
+    assert!(
+        received
+            .metrics
+            .iter()
+            .any(|m| m.name == "http.server.request.duration"),
+        "metrics were flushed at exit"
+    );
+    let paths = &received.http_paths;
+    assert!(paths.iter().any(|p| p == "/v1/traces"), "{paths:?}");
+}
+
+#[test]
 fn bad_telemetry_settings_stop_the_start_with_their_name() {
     let dir = tempdir("serve-badotel");
     let config = write_config(&dir, Some(TOKEN), "");

@@ -64,13 +64,18 @@ impl RequestRecord {
             let parent = remote_parent(request.headers()).map_or_else(Context::new, |cx| {
                 Context::new().with_remote_span_context(cx)
             });
-            let method = request.method().as_str().to_owned();
-            let attributes = vec![
-                KeyValue::new("http.request.method", method.clone()),
+            let method = method_name(request.method());
+            // Room for the attributes added as the request goes on (no regrowth).
+            let mut attributes = Vec::with_capacity(14);
+            attributes.extend([
+                KeyValue::new("http.request.method", method),
                 KeyValue::new("url.path", request.uri().path().to_owned()),
                 KeyValue::new(
                     "url.scheme",
-                    request.uri().scheme_str().unwrap_or("http").to_owned(),
+                    match request.uri().scheme_str() {
+                        Some("https") => "https",
+                        _ => "http",
+                    },
                 ),
                 KeyValue::new("server.address", host.to_owned()),
                 KeyValue::new(
@@ -83,9 +88,17 @@ impl RequestRecord {
                         _ => "1.1",
                     },
                 ),
-            ];
+            ]);
+            if method == "_OTHER" {
+                attributes.push(KeyValue::new(
+                    "http.request.method_original",
+                    request.method().as_str().to_owned(),
+                ));
+            }
+            // Semantic conventions: `{method}`, or `HTTP` for a method outside the standard set.
+            let name = if method == "_OTHER" { "HTTP" } else { method };
             tracer
-                .span_builder(method)
+                .span_builder(name)
                 .with_kind(SpanKind::Server)
                 .with_attributes(attributes)
                 .start_with_context(tracer, &parent)
@@ -115,10 +128,7 @@ impl RequestRecord {
             deployment: self.deployment.clone().unwrap_or_else(|| {
                 KeyValue::new("virga.deployment", opentelemetry::Value::from(""))
             }),
-            parent: self
-                .span
-                .as_ref()
-                .map(|span| Context::new().with_remote_span_context(span.span_context().clone())),
+            parent: self.span.as_ref().map(|span| span.span_context().clone()),
         }
     }
 
@@ -201,6 +211,23 @@ impl Drop for RequestRecord {
     }
 }
 
+/// The method as the span name and attribute: the standard ones without allocating.
+fn method_name(method: &http::Method) -> &'static str {
+    match *method {
+        http::Method::GET => "GET",
+        http::Method::POST => "POST",
+        http::Method::HEAD => "HEAD",
+        http::Method::PUT => "PUT",
+        http::Method::DELETE => "DELETE",
+        http::Method::OPTIONS => "OPTIONS",
+        http::Method::PATCH => "PATCH",
+        http::Method::CONNECT => "CONNECT",
+        http::Method::TRACE => "TRACE",
+        // Semantic conventions: an unknown method is `_OTHER`.
+        _ => "_OTHER",
+    }
+}
+
 fn micros(duration: Duration) -> i64 {
     i64::try_from(duration.as_micros()).unwrap_or(i64::MAX)
 }
@@ -215,7 +242,8 @@ fn limit_name(limit: Limit) -> KeyValue {
 pub(crate) struct RequestTelemetry {
     pub(crate) telemetry: Telemetry,
     pub(crate) deployment: KeyValue,
-    parent: Option<Context>,
+    /// The server span (a context is made of it only when a child span is).
+    parent: Option<SpanContext>,
 }
 
 impl RequestTelemetry {
@@ -232,7 +260,10 @@ impl RequestTelemetry {
                     .span_builder(name)
                     .with_kind(kind)
                     .with_attributes(attributes())
-                    .start_with_context(tracer, parent),
+                    .start_with_context(
+                        tracer,
+                        &Context::new().with_remote_span_context(parent.clone()),
+                    ),
             ),
             _ => None,
         };
@@ -241,9 +272,7 @@ impl RequestTelemetry {
 
     /// The server span's context, if traces are on.
     pub(crate) fn span_context(&self) -> Option<SpanContext> {
-        self.parent
-            .as_ref()
-            .map(|cx| cx.span().span_context().clone())
+        self.parent.clone()
     }
 
     /// Counts a cache lookup's result (`hit`, `miss` or `stale`).

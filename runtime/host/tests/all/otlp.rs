@@ -42,6 +42,8 @@ pub struct Received {
     pub metrics: Vec<Metric>,
     /// The paths HTTP exports came to.
     pub http_paths: Vec<String>,
+    /// The `service.name` of every resource that exported.
+    pub services: Vec<String>,
 }
 
 #[derive(Clone, Default)]
@@ -65,6 +67,13 @@ impl Receiver {
     fn take_traces(&self, request: ExportTraceServiceRequest) {
         let mut received = self.received.lock().unwrap();
         for resource in request.resource_spans {
+            if let Some(name) = resource
+                .resource
+                .as_ref()
+                .and_then(|r| attribute(&r.attributes, "service.name"))
+            {
+                received.services.push(name);
+            }
             for scope in resource.scope_spans {
                 received.spans.extend(scope.spans);
             }
@@ -91,13 +100,8 @@ impl Receiver {
 
     /// OTLP/gRPC on a loopback port.
     pub async fn grpc() -> Running {
-        Self::grpc_on(SocketAddr::from(([127, 0, 0, 1], 0))).await
-    }
-
-    /// OTLP/gRPC on `addr`.
-    pub async fn grpc_on(addr: SocketAddr) -> Running {
         let receiver = Receiver::default();
-        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let router = tonic::transport::Server::builder()
             .add_service(TraceServiceServer::new(receiver.clone()))
