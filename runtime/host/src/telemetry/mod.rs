@@ -13,9 +13,11 @@ mod guest_log;
 mod metrics;
 mod otlp;
 mod prometheus;
+mod queue;
 mod request;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use opentelemetry::InstrumentationScope;
@@ -30,6 +32,7 @@ use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
 pub(crate) use guest_log::GuestLog;
 pub(crate) use metrics::Instruments;
 pub use otlp::{OtlpExport, OtlpProtocol};
+use queue::QueueOptions;
 pub(crate) use request::{GuestStats, HostCallSpan, RequestRecord, RequestTelemetry};
 
 use crate::error::Error;
@@ -47,6 +50,7 @@ pub struct TelemetryBuilder {
     guest_log_lines: u32,
     guest_log_line_bytes: usize,
     metric_interval: Duration,
+    export_queue: usize,
 }
 
 impl Default for TelemetryBuilder {
@@ -59,6 +63,7 @@ impl Default for TelemetryBuilder {
             guest_log_lines: 100,
             guest_log_line_bytes: 4096,
             metric_interval: Duration::from_secs(10),
+            export_queue: 4096,
         }
     }
 }
@@ -112,6 +117,14 @@ impl TelemetryBuilder {
         self
     }
 
+    /// How many spans (and, separately, log records) may wait for OTLP export; when the
+    /// collector falls behind, newer ones are dropped and counted
+    /// (`virga.telemetry.dropped`) rather than slowing requests. Default 4096.
+    pub fn export_queue(mut self, capacity: usize) -> Self {
+        self.export_queue = capacity.max(1);
+        self
+    }
+
     /// Builds the providers and instruments. OTLP exporters are created here (the gRPC one
     /// needs to be called inside a Tokio runtime); a bad endpoint is an
     /// [`Error::Config`] naming it.
@@ -122,12 +135,22 @@ impl TelemetryBuilder {
         let prometheus = Arc::new(ManualReader::builder().build());
         let mut meters =
             SdkMeterProvider::builder().with_reader(prometheus::SharedReader(prometheus.clone()));
+        let dropped_spans = Arc::new(AtomicU64::new(0));
+        let dropped_logs = Arc::new(AtomicU64::new(0));
         if let Some(otlp) = &self.otlp {
             if tracer_provider.is_none() && otlp.traces {
-                tracer_provider = Some(otlp.tracer_provider(resource.clone())?);
+                let queue = QueueOptions {
+                    capacity: self.export_queue,
+                    dropped: dropped_spans.clone(),
+                };
+                tracer_provider = Some(otlp.tracer_provider(resource.clone(), queue)?);
             }
             if logger_provider.is_none() && otlp.logs {
-                logger_provider = Some(otlp.logger_provider(resource.clone())?);
+                let queue = QueueOptions {
+                    capacity: self.export_queue,
+                    dropped: dropped_logs.clone(),
+                };
+                logger_provider = Some(otlp.logger_provider(resource.clone(), queue)?);
             }
             if otlp.metrics {
                 meters = meters.with_reader(otlp.metric_reader(self.metric_interval)?);
@@ -138,6 +161,18 @@ impl TelemetryBuilder {
             .with_version(env!("CARGO_PKG_VERSION"))
             .build();
         let meter = meter_provider.meter_with_scope(scope.clone());
+        let dropped = meter
+            .u64_observable_counter("virga.telemetry.dropped")
+            .with_description("Spans and log records dropped because the export queue was full")
+            .with_callback(move |observer| {
+                for (signal, count) in [("spans", &dropped_spans), ("logs", &dropped_logs)] {
+                    observer.observe(
+                        count.load(Ordering::Relaxed),
+                        &[opentelemetry::KeyValue::new("virga.signal", signal)],
+                    );
+                }
+            })
+            .build();
         Ok(Telemetry {
             inner: Arc::new(Shared {
                 tracer: tracer_provider
@@ -147,6 +182,7 @@ impl TelemetryBuilder {
                 instruments: Instruments::new(&meter),
                 meter,
                 instances: std::sync::OnceLock::new(),
+                _dropped: dropped,
                 guest_log_lines: self.guest_log_lines,
                 guest_log_line_bytes: self.guest_log_line_bytes,
                 prometheus,
@@ -195,6 +231,7 @@ pub(crate) struct Shared {
     pub(crate) guest_log_line_bytes: usize,
     meter: opentelemetry::metrics::Meter,
     instances: std::sync::OnceLock<opentelemetry::metrics::ObservableGauge<i64>>,
+    _dropped: opentelemetry::metrics::ObservableCounter<u64>,
     prometheus: Arc<ManualReader>,
     tracer_provider: Option<SdkTracerProvider>,
     logger_provider: Option<SdkLoggerProvider>,

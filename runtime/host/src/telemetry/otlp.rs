@@ -12,7 +12,10 @@ use opentelemetry_sdk::logs::SdkLoggerProvider;
 use opentelemetry_sdk::metrics::PeriodicReader;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 
+use super::queue::{QueueOptions, QueuedLogs, QueuedSpans};
 use crate::error::Error;
+use opentelemetry_sdk::logs::LogExporter as _;
+use opentelemetry_sdk::trace::SpanExporter as _;
 
 /// The OTLP transport.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -223,7 +226,11 @@ impl OtlpExport {
         Ok(builder)
     }
 
-    pub(crate) fn tracer_provider(&self, resource: Resource) -> Result<SdkTracerProvider, Error> {
+    pub(super) fn tracer_provider(
+        &self,
+        resource: Resource,
+        queue: QueueOptions,
+    ) -> Result<SdkTracerProvider, Error> {
         let endpoint = self.signal_endpoint("/v1/traces")?;
         let exporter = match self.protocol {
             OtlpProtocol::Grpc => self
@@ -234,13 +241,19 @@ impl OtlpExport {
                 .build(),
         }
         .map_err(|e| exporter_failed("span", e))?;
+        let mut exporter = exporter;
+        exporter.set_resource(&resource);
         Ok(SdkTracerProvider::builder()
-            .with_batch_exporter(exporter)
+            .with_span_processor(QueuedSpans::new(exporter, queue))
             .with_resource(resource)
             .build())
     }
 
-    pub(crate) fn logger_provider(&self, resource: Resource) -> Result<SdkLoggerProvider, Error> {
+    pub(super) fn logger_provider(
+        &self,
+        resource: Resource,
+        queue: QueueOptions,
+    ) -> Result<SdkLoggerProvider, Error> {
         let endpoint = self.signal_endpoint("/v1/logs")?;
         let exporter = match self.protocol {
             OtlpProtocol::Grpc => self
@@ -251,13 +264,15 @@ impl OtlpExport {
                 .build(),
         }
         .map_err(|e| exporter_failed("log", e))?;
+        let mut exporter = exporter;
+        exporter.set_resource(&resource);
         Ok(SdkLoggerProvider::builder()
-            .with_batch_exporter(exporter)
+            .with_log_processor(QueuedLogs::new(exporter, queue))
             .with_resource(resource)
             .build())
     }
 
-    pub(crate) fn metric_reader(
+    pub(super) fn metric_reader(
         &self,
         interval: Duration,
     ) -> Result<PeriodicReader<MetricExporter>, Error> {

@@ -528,3 +528,54 @@ async fn without_export_nothing_leaves_and_prometheus_still_counts() {
     let received = receiver.receiver.received.lock().unwrap();
     assert!(received.spans.is_empty() && received.logs.is_empty() && received.metrics.is_empty());
 }
+
+#[tokio::test]
+async fn a_stalled_collector_costs_dropped_spans_not_slow_requests() {
+    // A collector that accepts connections and never answers.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stalled = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((tcp, _)) = listener.accept().await {
+            held.push(tcp);
+        }
+    });
+    let telemetry = Telemetry::builder()
+        .otlp(
+            OtlpExport::new(OtlpProtocol::Grpc)
+                .endpoint(format!("http://{addr}"))
+                .timeout(Duration::from_secs(60)),
+        )
+        .export_queue(8)
+        .build()
+        .unwrap();
+    let runtime = Runtime::builder()
+        .telemetry(telemetry.clone())
+        .build()
+        .unwrap();
+    let host = TestHost::builder_with(runtime)
+        .guest("hello", HELLO, "*/*")
+        .start()
+        .await;
+    let started = std::time::Instant::now();
+    for _ in 0..50 {
+        let reply = host.get(Proto::H1, "/").await.unwrap();
+        assert_eq!(reply.status, 200);
+    }
+    // The export waits up to its 60 s timeout; the requests did not wait for it.
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+    // 8 went out in the first batch (stuck), 8 wait in the queue: the rest are counted.
+    let text = telemetry.prometheus();
+    let dropped: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("virga_telemetry_dropped_total{virga_signal=\"spans\"} "))
+        .unwrap_or_else(|| panic!("no dropped count in {text}"))
+        .parse()
+        .unwrap();
+    assert!((30..=42).contains(&dropped), "dropped {dropped}");
+    stalled.abort();
+}
