@@ -67,6 +67,10 @@ pub struct TelemetryConfig {
     /// The longest guest log line kept, bytes. Default 4096.
     #[serde(default = "TelemetryConfig::default_guest_log_line_bytes")]
     pub guest_log_line_bytes: usize,
+    /// Spans (and log records) that may wait for export; beyond, dropped and counted.
+    /// Default 4096.
+    #[serde(default = "TelemetryConfig::default_export_queue")]
+    pub export_queue: usize,
 }
 
 impl TelemetryConfig {
@@ -79,6 +83,10 @@ impl TelemetryConfig {
     }
 
     fn default_guest_log_line_bytes() -> usize {
+        4096
+    }
+
+    fn default_export_queue() -> usize {
         4096
     }
 
@@ -124,6 +132,7 @@ impl TelemetryConfig {
         let mut builder = Telemetry::builder()
             .guest_log_lines(self.guest_log_lines)
             .guest_log_line_bytes(self.guest_log_line_bytes)
+            .export_queue(self.export_queue)
             .metric_interval(std::time::Duration::from_millis(self.metric_interval_ms));
         if let Some(export) = self.otlp()? {
             builder = builder.otlp(export);
@@ -144,6 +153,7 @@ impl Default for TelemetryConfig {
             metric_interval_ms: Self::default_metric_interval_ms(),
             guest_log_lines: Self::default_guest_log_lines(),
             guest_log_line_bytes: Self::default_guest_log_line_bytes(),
+            export_queue: Self::default_export_queue(),
         }
     }
 }
@@ -506,9 +516,11 @@ impl Config {
         if let Err(Error::Config(e)) = self.telemetry.otlp_with_env(|_| None) {
             return fail(format!("[telemetry]: {e}"));
         }
-        if self.telemetry.metric_interval_ms == 0 || self.telemetry.guest_log_line_bytes == 0 {
+        let t = &self.telemetry;
+        if t.metric_interval_ms == 0 || t.guest_log_line_bytes == 0 || t.export_queue == 0 {
             return fail(
-                "[telemetry]: metric_interval_ms and guest_log_line_bytes must be at least 1"
+                "[telemetry]: metric_interval_ms, guest_log_line_bytes and export_queue must be \
+                 at least 1"
                     .into(),
             );
         }
@@ -718,6 +730,10 @@ mod tests {
                 "OTLP header 'bad name'",
             ),
             ("[telemetry]\nmetric_interval_ms = 0", "metric_interval_ms"),
+            (
+                "[telemetry]\nexport_queue = 0",
+                "export_queue must be at least 1",
+            ),
             ("[telemetry]\nguest_log_lines = -1", "invalid value"),
             (
                 "[telemetry]\ncollector = \"x\"",

@@ -6,7 +6,7 @@
 //! these expose it, so an operator can see that export falls behind.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::time::{Duration, Instant};
 
@@ -20,8 +20,10 @@ const BATCH: usize = 512;
 /// A partial batch leaves after this long.
 const DELAY: Duration = Duration::from_secs(1);
 
-enum Message<T> {
-    Item(T),
+/// What the export thread is asked to do besides exporting queued items.
+enum Control {
+    /// A batch is ready.
+    Wake,
     Flush(SyncSender<OTelSdkResult>),
     Shutdown(SyncSender<OTelSdkResult>),
 }
@@ -34,10 +36,14 @@ pub(super) struct QueueOptions {
     pub(super) dropped: Arc<AtomicU64>,
 }
 
-/// The sending side of a queue, and its drop count.
+/// The sending side of a queue. Items and control messages travel apart, so that the
+/// export thread (parked on the control channel) is woken once per batch, not per item.
 #[derive(Debug)]
 struct Queue<T> {
-    sender: SyncSender<Message<T>>,
+    items: SyncSender<T>,
+    control: SyncSender<Control>,
+    pending: Arc<AtomicUsize>,
+    batch: usize,
     closed: AtomicBool,
     dropped: Arc<AtomicU64>,
 }
@@ -52,15 +58,27 @@ impl<T: Send + 'static> Queue<T> {
     ) -> Self {
         let capacity = options.capacity.max(1);
         let batch = capacity.min(BATCH);
-        let (sender, receiver) = std::sync::mpsc::sync_channel(capacity);
+        let (items, queued) = std::sync::mpsc::sync_channel(capacity);
+        let (control, controls) = std::sync::mpsc::sync_channel(4);
+        let pending = Arc::new(AtomicUsize::new(0));
+        let worker = Worker {
+            queued,
+            controls,
+            pending: pending.clone(),
+            batch,
+            failing: false,
+        };
         let spawned = std::thread::Builder::new()
             .name(name.to_owned())
-            .spawn(move || run(&receiver, batch, &mut export, close));
+            .spawn(move || worker.run(&mut export, close));
         if let Err(e) = spawned {
             tracing::error!(error = %e, "cannot start the telemetry export thread; nothing will be exported");
         }
         Self {
-            sender,
+            items,
+            control,
+            pending,
+            batch,
             closed: AtomicBool::new(false),
             dropped: options.dropped,
         }
@@ -69,8 +87,13 @@ impl<T: Send + 'static> Queue<T> {
     /// Hands `item` over, or drops and counts it when the queue is full (never waits, takes
     /// no lock).
     fn push(&self, item: T) {
-        match self.sender.try_send(Message::Item(item)) {
-            Ok(()) => {}
+        match self.items.try_send(item) {
+            Ok(()) => {
+                if self.pending.fetch_add(1, Ordering::Relaxed) + 1 == self.batch {
+                    // Full already means a wake-up is on its way.
+                    let _ = self.control.try_send(Control::Wake);
+                }
+            }
             Err(TrySendError::Full(_)) => {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
             }
@@ -82,19 +105,18 @@ impl<T: Send + 'static> Queue<T> {
     /// Sends a control message and waits up to `timeout` for its answer.
     fn control(
         &self,
-        message: impl FnOnce(SyncSender<OTelSdkResult>) -> Message<T>,
+        message: impl FnOnce(SyncSender<OTelSdkResult>) -> Control,
         timeout: Duration,
     ) -> OTelSdkResult {
         if self.closed.load(Ordering::Acquire) {
             return Err(OTelSdkError::AlreadyShutdown);
         }
         let (reply, answer) = std::sync::mpsc::sync_channel(1);
-        // A full queue (the exporter stuck on a slow collector) makes room within the
-        // timeout, or the call gives up: never block longer than asked.
+        // Never block longer than asked, even behind an exporter stuck on a slow collector.
         let deadline = Instant::now() + timeout;
         let mut message = message(reply);
         loop {
-            match self.sender.try_send(message) {
+            match self.control.try_send(message) {
                 Ok(()) => break,
                 Err(TrySendError::Full(back)) if Instant::now() < deadline => {
                     message = back;
@@ -114,71 +136,79 @@ impl<T: Send + 'static> Queue<T> {
     }
 
     fn flush(&self) -> OTelSdkResult {
-        self.control(Message::Flush, Duration::from_secs(30))
+        self.control(Control::Flush, Duration::from_secs(30))
     }
 
     fn shutdown(&self, timeout: Duration) -> OTelSdkResult {
-        let result = self.control(Message::Shutdown, timeout);
+        let result = self.control(Control::Shutdown, timeout);
         self.closed.store(true, Ordering::Release);
         result
     }
 }
 
-/// The export thread: batches of up to `size`, sent when full, after [`DELAY`], or when
-/// asked to flush; ends at shutdown or when every sender is gone.
-fn run<T>(
-    receiver: &Receiver<Message<T>>,
-    size: usize,
-    export: &mut impl FnMut(Vec<T>) -> OTelSdkResult,
-    close: impl FnOnce() -> OTelSdkResult,
-) {
-    let mut batch = Vec::with_capacity(size);
-    let mut deadline = Instant::now() + DELAY;
-    // Said once when exports start failing and once when they work again, not per batch.
-    let mut failing = false;
-    let mut send = |batch: &mut Vec<T>| -> OTelSdkResult {
-        if batch.is_empty() {
-            return Ok(());
-        }
-        let result = export(std::mem::replace(batch, Vec::with_capacity(size)));
-        match (&result, failing) {
-            (Err(e), false) => {
-                tracing::warn!(target: "virga::telemetry", error = %e, "OTLP export is failing");
-                failing = true;
-            }
-            (Ok(()), true) => {
-                tracing::info!(target: "virga::telemetry", "OTLP export works again");
-                failing = false;
-            }
-            _ => {}
-        }
-        result
-    };
-    loop {
-        match receiver.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-            Ok(Message::Item(item)) => {
-                batch.push(item);
-                if batch.len() >= size {
-                    let _ = send(&mut batch);
-                    deadline = Instant::now() + DELAY;
+/// The export thread's side of a queue.
+struct Worker<T> {
+    queued: Receiver<T>,
+    controls: Receiver<Control>,
+    pending: Arc<AtomicUsize>,
+    batch: usize,
+    /// Said once when exports start failing and once when they work again, not per batch.
+    failing: bool,
+}
+
+impl<T> Worker<T> {
+    /// Waits for a full batch (or [`DELAY`], or a flush), exports everything queued, and
+    /// ends at shutdown or when the processor is gone.
+    fn run(
+        mut self,
+        export: &mut impl FnMut(Vec<T>) -> OTelSdkResult,
+        close: impl FnOnce() -> OTelSdkResult,
+    ) {
+        loop {
+            let control = self.controls.recv_timeout(DELAY);
+            let drained = self.drain(export);
+            match control {
+                Ok(Control::Wake) | Err(RecvTimeoutError::Timeout) => {}
+                Ok(Control::Flush(reply)) => {
+                    let _ = reply.send(drained);
+                }
+                Ok(Control::Shutdown(reply)) => {
+                    let _ = reply.send(drained.and(close()));
+                    return;
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    let _ = close();
+                    return;
                 }
             }
-            Ok(Message::Flush(reply)) => {
-                let _ = reply.send(send(&mut batch));
+        }
+    }
+
+    /// Exports what is queued now, a batch at a time.
+    fn drain(&mut self, export: &mut impl FnMut(Vec<T>) -> OTelSdkResult) -> OTelSdkResult {
+        let mut result = Ok(());
+        loop {
+            let batch: Vec<T> = self.queued.try_iter().take(self.batch).collect();
+            if batch.is_empty() {
+                return result;
             }
-            Ok(Message::Shutdown(reply)) => {
-                let flushed = send(&mut batch);
-                let _ = reply.send(flushed.and(close()));
-                return;
+            let full = batch.len() == self.batch;
+            self.pending.fetch_sub(batch.len(), Ordering::Relaxed);
+            let exported = export(batch);
+            match (&exported, self.failing) {
+                (Err(e), false) => {
+                    tracing::warn!(target: "virga::telemetry", error = %e, "OTLP export is failing");
+                    self.failing = true;
+                }
+                (Ok(()), true) => {
+                    tracing::info!(target: "virga::telemetry", "OTLP export works again");
+                    self.failing = false;
+                }
+                _ => {}
             }
-            Err(RecvTimeoutError::Timeout) => {
-                let _ = send(&mut batch);
-                deadline = Instant::now() + DELAY;
-            }
-            Err(RecvTimeoutError::Disconnected) => {
-                let _ = send(&mut batch);
-                let _ = close();
-                return;
+            result = result.and(exported);
+            if !full {
+                return result;
             }
         }
     }
