@@ -72,6 +72,9 @@ pub(crate) struct GuestBody {
     task: Option<JoinHandle<()>>,
     /// Set by the guest task when it fails, before its store is dropped.
     failure: Arc<OnceLock<String>>,
+    /// Set here when the body goes over its limit, before the guest task is stopped (the
+    /// request's telemetry counts the limit).
+    cut: Arc<OnceLock<crate::Limit>>,
     ended: bool,
     /// [`Limits::response_body`](crate::Limits::response_body), and the bytes sent so far.
     max: u64,
@@ -86,6 +89,7 @@ impl GuestBody {
         inner: wasmtime_wasi_http::p2::body::HyperOutgoingBody,
         task: Option<JoinHandle<()>>,
         failure: Arc<OnceLock<String>>,
+        cut: Arc<OnceLock<crate::Limit>>,
         max: u64,
         declared: Option<u64>,
     ) -> Self {
@@ -93,6 +97,7 @@ impl GuestBody {
             inner,
             task,
             failure,
+            cut,
             ended: false,
             max,
             sent: 0,
@@ -128,6 +133,7 @@ impl GuestBody {
                     self.sent = self.sent.saturating_add(data.len() as u64);
                     if self.sent > self.max {
                         // Stop the guest: nothing more of this body will be sent.
+                        let _ = self.cut.set(crate::Limit::ResponseBody);
                         if let Some(task) = self.task.take() {
                             task.abort();
                         }

@@ -517,12 +517,26 @@ impl Config {
             return fail(format!("[telemetry]: {e}"));
         }
         let t = &self.telemetry;
-        if t.metric_interval_ms == 0 || t.guest_log_line_bytes == 0 || t.export_queue == 0 {
-            return fail(
-                "[telemetry]: metric_interval_ms, guest_log_line_bytes and export_queue must be \
-                 at least 1"
-                    .into(),
-            );
+        if t.metric_interval_ms == 0 {
+            return fail("[telemetry]: metric_interval_ms must be at least 1".into());
+        }
+        for (name, value, max) in [
+            (
+                "export_queue",
+                t.export_queue,
+                crate::telemetry::MAX_EXPORT_QUEUE,
+            ),
+            (
+                "guest_log_line_bytes",
+                t.guest_log_line_bytes,
+                crate::telemetry::MAX_GUEST_LOG_LINE,
+            ),
+        ] {
+            if !(1..=max).contains(&value) {
+                return fail(format!(
+                    "[telemetry]: {name} must be between 1 and {max}, not {value}"
+                ));
+            }
         }
         if let Err(Error::Config(e)) = self.limits.over(&Limits::default()) {
             return fail(format!("[limits]: {e}"));
@@ -732,7 +746,15 @@ mod tests {
             ("[telemetry]\nmetric_interval_ms = 0", "metric_interval_ms"),
             (
                 "[telemetry]\nexport_queue = 0",
-                "export_queue must be at least 1",
+                "export_queue must be between 1 and",
+            ),
+            (
+                "[telemetry]\nexport_queue = 1000000000000",
+                "export_queue must be between 1 and 1048576",
+            ),
+            (
+                "[telemetry]\nguest_log_line_bytes = 99999999",
+                "guest_log_line_bytes must be between",
             ),
             ("[telemetry]\nguest_log_lines = -1", "invalid value"),
             (

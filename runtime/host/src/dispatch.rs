@@ -284,7 +284,8 @@ where
         }
         let stats = GuestStats {
             instantiation,
-            cpu,
+            // The first poll instantiated too: that is reported on its own.
+            cpu: cpu.saturating_sub(instantiation.unwrap_or_default()),
             peak_memory: store.data().peak_memory(),
         };
         drop(store);
@@ -323,18 +324,24 @@ where
                 // Not spawned: dropping the guest stops it.
                 return Err(record.fail(limit_failure(Limit::ResponseBody)));
             }
+            let cut = Arc::new(OnceLock::new());
             let task = match output {
                 Some((outcome, stats)) => {
                     record.finish(status, outcome.as_ref().err(), Some(&stats));
                     None
                 }
-                None => Some(tokio::spawn(async move {
-                    let (outcome, stats) = guest.await;
-                    record.finish(status, outcome.as_ref().err(), Some(&stats));
-                })),
+                None => {
+                    let mut record = record;
+                    record.answered(status, cut.clone());
+                    Some(tokio::spawn(async move {
+                        let (outcome, stats) = guest.await;
+                        record.finish(status, outcome.as_ref().err(), Some(&stats));
+                    }))
+                }
             };
-            Ok(response
-                .map(|body| GuestBody::new(body, task, failure_note, max, declared).boxed_unsync()))
+            Ok(response.map(|body| {
+                GuestBody::new(body, task, failure_note, cut, max, declared).boxed_unsync()
+            }))
         }
         Ok(Err(code)) => {
             let error = failure(GuestFailure::ErrorCode(error_code_name(&code)));

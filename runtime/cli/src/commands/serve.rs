@@ -34,7 +34,11 @@ pub(crate) async fn run(args: ServeArgs, log_bridge: crate::LogBridge) -> Result
         .builder()?
         .build()
         .context("setting up telemetry")?;
+    // Guests' output becomes log records when they are exported; otherwise it is
+    // discarded (a guest must not be able to fill the host's own log).
+    let mut guest_output = GuestOutput::Discard;
     if let Some(provider) = telemetry.logger_provider() {
+        guest_output = GuestOutput::Log;
         let bridge = OpenTelemetryTracingBridge::new(provider);
         if let Err(e) = log_bridge.modify(|slot| *slot = Some(bridge)) {
             tracing::warn!(error = %e, "host logs are not exported");
@@ -43,7 +47,7 @@ pub(crate) async fn run(args: ServeArgs, log_bridge: crate::LogBridge) -> Result
     let mut builder = Runtime::builder();
     builder
         .telemetry(telemetry.clone())
-        .guest_output(GuestOutput::Log)
+        .guest_output(guest_output)
         .store(Arc::new(store))
         .keep_versions(server_config.keep_versions)
         .max_instances(server_config.max_instances)
@@ -174,8 +178,11 @@ pub(crate) async fn run(args: ServeArgs, log_bridge: crate::LogBridge) -> Result
         );
     }
     server.run(super::dev::shutdown_signal()).await;
-    if let Err(e) = telemetry.flush().await {
-        tracing::warn!(error = %e, "telemetry was not all exported");
+    // Bounded: a stalled collector must not hold up the exit.
+    match tokio::time::timeout(std::time::Duration::from_secs(10), telemetry.flush()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "telemetry was not all exported"),
+        Err(_) => tracing::warn!("telemetry was not all exported within 10 s"),
     }
     println!("stopped");
     Ok(())

@@ -30,7 +30,7 @@ use self::policy::{OriginMatch, non_public};
 use crate::body::declared_response_length;
 use crate::deployment::SharedDeployment;
 use crate::limits::Limit;
-use crate::telemetry::{HostCallSpan, RequestTelemetry};
+use crate::telemetry::{HostCallSpan, RequestTelemetry, method_name};
 use crate::trace::TraceContext;
 use opentelemetry::KeyValue;
 use opentelemetry::trace::SpanKind;
@@ -339,18 +339,18 @@ impl WasiHttpHooks for OutboundHooks {
         let head = request.method() == http::Method::HEAD;
         let mut span = self.telemetry.span("fetch", SpanKind::Client, || {
             let uri = request.uri();
+            let host = uri.host().unwrap_or_default().to_owned();
+            // Without user information (semantic conventions: `url.full` is redacted).
+            let port = uri.port_u16().map(|p| format!(":{p}")).unwrap_or_default();
+            let full = format!(
+                "{}://{host}{port}{}",
+                uri.scheme_str().unwrap_or("http"),
+                uri.path()
+            );
             vec![
-                KeyValue::new("http.request.method", request.method().as_str().to_owned()),
-                KeyValue::new("server.address", uri.host().unwrap_or_default().to_owned()),
-                KeyValue::new(
-                    "url.full",
-                    format!(
-                        "{}://{}{}",
-                        uri.scheme_str().unwrap_or("http"),
-                        uri.authority().map_or("", |a| a.as_str()),
-                        uri.path()
-                    ),
-                ),
+                KeyValue::new("http.request.method", method_name(request.method())),
+                KeyValue::new("server.address", host),
+                KeyValue::new("url.full", full),
             ]
         });
         let (request, send, origin) = match self.admit(request, options, &span) {

@@ -33,9 +33,14 @@ pub(crate) use guest_log::GuestLog;
 pub(crate) use metrics::Instruments;
 pub use otlp::{OtlpExport, OtlpProtocol};
 use queue::QueueOptions;
-pub(crate) use request::{GuestStats, HostCallSpan, RequestRecord, RequestTelemetry};
+pub(crate) use request::{GuestStats, HostCallSpan, RequestRecord, RequestTelemetry, method_name};
 
 use crate::error::Error;
+
+/// The largest export queue (its slots are allocated up front).
+pub const MAX_EXPORT_QUEUE: usize = 1 << 20;
+/// The longest guest log line that can be configured, bytes.
+pub const MAX_GUEST_LOG_LINE: usize = 1 << 20;
 
 /// The instrumentation scope of everything Virga records.
 const SCOPE: &str = "virga";
@@ -105,9 +110,10 @@ impl TelemetryBuilder {
         self
     }
 
-    /// The longest guest log line kept, in bytes; longer lines are cut there. Default 4096.
+    /// The longest guest log line kept, in bytes (at most [`MAX_GUEST_LOG_LINE`]); longer
+    /// lines are cut there. Default 4096.
     pub fn guest_log_line_bytes(mut self, bytes: usize) -> Self {
-        self.guest_log_line_bytes = bytes.max(1);
+        self.guest_log_line_bytes = bytes.clamp(1, MAX_GUEST_LOG_LINE);
         self
     }
 
@@ -117,11 +123,12 @@ impl TelemetryBuilder {
         self
     }
 
-    /// How many spans (and, separately, log records) may wait for OTLP export; when the
+    /// How many spans (and, separately, log records) may wait for OTLP export (at most
+    /// [`MAX_EXPORT_QUEUE`]); when the
     /// collector falls behind, newer ones are dropped and counted
     /// (`virga.telemetry.dropped`) rather than slowing requests. Default 4096.
     pub fn export_queue(mut self, capacity: usize) -> Self {
-        self.export_queue = capacity.max(1);
+        self.export_queue = capacity.clamp(1, MAX_EXPORT_QUEUE);
         self
     }
 
@@ -135,6 +142,7 @@ impl TelemetryBuilder {
         let prometheus = Arc::new(ManualReader::builder().build());
         let mut meters =
             SdkMeterProvider::builder().with_reader(prometheus::SharedReader(prometheus.clone()));
+        let mut exports_metrics = false;
         let dropped_spans = Arc::new(AtomicU64::new(0));
         let dropped_logs = Arc::new(AtomicU64::new(0));
         if let Some(otlp) = &self.otlp {
@@ -154,6 +162,7 @@ impl TelemetryBuilder {
             }
             if otlp.metrics {
                 meters = meters.with_reader(otlp.metric_reader(self.metric_interval)?);
+                exports_metrics = true;
             }
         }
         let meter_provider = meters.with_resource(resource).build();
@@ -188,7 +197,8 @@ impl TelemetryBuilder {
                 prometheus,
                 tracer_provider,
                 logger_provider,
-                meter_provider,
+                meter_provider: Some(meter_provider),
+                exports_metrics,
             }),
         })
     }
@@ -235,7 +245,31 @@ pub(crate) struct Shared {
     prometheus: Arc<ManualReader>,
     tracer_provider: Option<SdkTracerProvider>,
     logger_provider: Option<SdkLoggerProvider>,
-    meter_provider: SdkMeterProvider,
+    meter_provider: Option<SdkMeterProvider>,
+    /// Whether a metric reader exports over OTLP (its shutdown may wait on the network).
+    exports_metrics: bool,
+}
+
+impl Drop for Shared {
+    /// The providers shut down when dropped, exporting what is left and waiting for the
+    /// exporters (seconds, against a slow collector): on a thread of their own, not on the
+    /// async thread that happened to drop the last runtime.
+    fn drop(&mut self) {
+        let providers = (
+            self.tracer.take(),
+            self.logger.take(),
+            self.tracer_provider.take(),
+            self.logger_provider.take(),
+            self.meter_provider.take(),
+        );
+        if providers.2.is_none() && providers.3.is_none() && !self.exports_metrics {
+            // Nothing is exported: nothing to wait for.
+            return;
+        }
+        let _ = std::thread::Builder::new()
+            .name("virga-telemetry-shutdown".into())
+            .spawn(move || drop(providers));
+    }
 }
 
 impl std::fmt::Debug for Telemetry {
@@ -321,9 +355,9 @@ impl Telemetry {
         if let Some(p) = &self.inner.logger_provider {
             p.force_flush().map_err(|e| failed("log records", e))?;
         }
-        self.inner
-            .meter_provider
-            .force_flush()
-            .map_err(|e| failed("metrics", e))
+        match &self.inner.meter_provider {
+            Some(p) => p.force_flush().map_err(|e| failed("metrics", e)),
+            None => Ok(()),
+        }
     }
 }

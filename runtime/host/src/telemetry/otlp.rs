@@ -120,10 +120,16 @@ impl OtlpExport {
                 ))),
             }
         };
+        // Without the common endpoint, only the signals given their own endpoint are
+        // exported (the others would go to the default port on localhost).
+        let everything = set("OTEL_EXPORTER_OTLP_ENDPOINT");
         let mut export = Self::new(protocol);
-        export.traces = on("OTEL_TRACES_EXPORTER")?;
-        export.metrics = on("OTEL_METRICS_EXPORTER")?;
-        export.logs = on("OTEL_LOGS_EXPORTER")?;
+        export.traces = on("OTEL_TRACES_EXPORTER")?
+            && (everything || set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"));
+        export.metrics = on("OTEL_METRICS_EXPORTER")?
+            && (everything || set("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"));
+        export.logs =
+            on("OTEL_LOGS_EXPORTER")? && (everything || set("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT"));
         for name in [
             "OTEL_EXPORTER_OTLP_ENDPOINT",
             "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
@@ -198,6 +204,12 @@ impl OtlpExport {
         builder: B,
         endpoint: Option<String>,
     ) -> Result<B, Error> {
+        // tonic's channel lives on the runtime the telemetry is built in.
+        tokio::runtime::Handle::try_current().map_err(|_| {
+            Error::Telemetry(
+                "OTLP export needs a Tokio runtime: build the telemetry inside one".into(),
+            )
+        })?;
         let mut builder = builder.with_metadata(self.metadata()?);
         if let Some(endpoint) = endpoint {
             builder = builder.with_endpoint(endpoint);
@@ -396,6 +408,13 @@ mod tests {
         ];
         let export = OtlpExport::from_vars(vars(&env)).unwrap().unwrap();
         assert_eq!(export.protocol, OtlpProtocol::Grpc);
+        // Only traces have an endpoint.
+        assert!(export.traces && !export.metrics && !export.logs);
+        let env = [
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4317"),
+            ("OTEL_LOGS_EXPORTER", "none"),
+        ];
+        let export = OtlpExport::from_vars(vars(&env)).unwrap().unwrap();
         assert!(export.traces && export.metrics && !export.logs);
         let default = [("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318")];
         let export = OtlpExport::from_vars(vars(&default)).unwrap().unwrap();

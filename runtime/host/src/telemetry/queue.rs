@@ -19,6 +19,8 @@ use opentelemetry_sdk::trace::{Span, SpanData, SpanExporter, SpanProcessor};
 const BATCH: usize = 512;
 /// A partial batch leaves after this long.
 const DELAY: Duration = Duration::from_secs(1);
+/// A flush gives up after this long (a stalled collector must not hold up a shutdown).
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What the export thread is asked to do besides exporting queued items.
 enum Control {
@@ -87,18 +89,24 @@ impl<T: Send + 'static> Queue<T> {
     /// Hands `item` over, or drops and counts it when the queue is full (never waits, takes
     /// no lock).
     fn push(&self, item: T) {
+        // Counted before it is visible to the export thread, which subtracts what it takes:
+        // the count never goes below zero.
+        let before = self.pending.fetch_add(1, Ordering::Relaxed);
         match self.items.try_send(item) {
             Ok(()) => {
-                if self.pending.fetch_add(1, Ordering::Relaxed) + 1 == self.batch {
-                    // Full already means a wake-up is on its way.
+                if before.wrapping_add(1) == self.batch {
+                    // A full control channel already means a wake-up is on its way.
                     let _ = self.control.try_send(Control::Wake);
                 }
             }
             Err(TrySendError::Full(_)) => {
+                self.pending.fetch_sub(1, Ordering::Relaxed);
                 self.dropped.fetch_add(1, Ordering::Relaxed);
             }
             // Shut down: what ends after that is not exported.
-            Err(TrySendError::Disconnected(_)) => {}
+            Err(TrySendError::Disconnected(_)) => {
+                self.pending.fetch_sub(1, Ordering::Relaxed);
+            }
         }
     }
 
@@ -136,7 +144,7 @@ impl<T: Send + 'static> Queue<T> {
     }
 
     fn flush(&self) -> OTelSdkResult {
-        self.control(Control::Flush, Duration::from_secs(30))
+        self.control(Control::Flush, FLUSH_TIMEOUT)
     }
 
     fn shutdown(&self, timeout: Duration) -> OTelSdkResult {

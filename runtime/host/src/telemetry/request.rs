@@ -1,6 +1,7 @@
 //! One request's telemetry: its server span (continuing the caller's W3C trace), the
 //! context host calls make child spans in, and the metrics recorded when it ends.
 
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use opentelemetry::trace::{
@@ -20,7 +21,8 @@ use crate::limits::Limit;
 pub(crate) struct GuestStats {
     /// Time to instantiate the component (none if it never got that far).
     pub(crate) instantiation: Option<Duration>,
-    /// Time the guest's code ran (host calls it made included, waits for I/O not).
+    /// Time the guest's code ran after instantiation (host calls it made included, waits
+    /// for I/O not).
     pub(crate) cpu: Duration,
     /// Linear memory at its largest, bytes.
     pub(crate) peak_memory: u64,
@@ -32,11 +34,19 @@ pub(crate) struct GuestStats {
 fn remote_parent(headers: &http::HeaderMap) -> Option<SpanContext> {
     let value = headers.get("traceparent")?.to_str().ok()?;
     let (trace_id, parent_id, flags) = crate::trace::parse_parent(value)?;
-    let state = headers
-        .get("tracestate")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<TraceState>().ok())
-        .unwrap_or_default();
+    // §3.3.1.1: several tracestate headers are one list, joined with commas.
+    let mut joined = String::new();
+    for value in headers.get_all("tracestate") {
+        let Ok(value) = value.to_str() else {
+            joined.clear();
+            break;
+        };
+        if !joined.is_empty() {
+            joined.push(',');
+        }
+        joined.push_str(value);
+    }
+    let state = joined.parse::<TraceState>().unwrap_or_default();
     Some(SpanContext::new(
         TraceId::from_hex(trace_id).ok()?,
         SpanId::from_hex(parent_id).ok()?,
@@ -53,6 +63,9 @@ pub(crate) struct RequestRecord {
     start: Instant,
     span: Option<Span>,
     deployment: Option<KeyValue>,
+    /// Set once the response head is out (see [`answered`](Self::answered)).
+    status: Option<u16>,
+    cut: Option<Arc<OnceLock<Limit>>>,
     finished: bool,
 }
 
@@ -72,8 +85,12 @@ impl RequestRecord {
                 KeyValue::new("url.path", request.uri().path().to_owned()),
                 KeyValue::new(
                     "url.scheme",
-                    match request.uri().scheme_str() {
-                        Some("https") => "https",
+                    match (
+                        request.extensions().get::<crate::ConnectionInfo>(),
+                        request.uri().scheme_str(),
+                    ) {
+                        (Some(info), _) if info.tls => "https",
+                        (_, Some("https")) => "https",
                         _ => "http",
                     },
                 ),
@@ -108,6 +125,8 @@ impl RequestRecord {
             start: Instant::now(),
             span,
             deployment: None,
+            status: None,
+            cut: None,
             finished: false,
         }
     }
@@ -139,9 +158,29 @@ impl RequestRecord {
         error
     }
 
+    /// The response head is out with `status`; the guest runs on (streaming its body) and
+    /// may be cut by the limit noted in `cut`. If this record is then dropped unfinished
+    /// (the client went away, or the body went over its limit), that is what it records.
+    pub(crate) fn answered(&mut self, status: u16, cut: Arc<OnceLock<Limit>>) {
+        self.status = Some(status);
+        self.cut = Some(cut);
+    }
+
     /// Records the request's end: its status, the error that decided it (if any), and what
     /// its sandbox cost (if one ran).
     pub(crate) fn finish(mut self, status: u16, error: Option<&Error>, stats: Option<&GuestStats>) {
+        let limit = error.and_then(Error::limit);
+        self.end(status, limit, error.map(ToString::to_string), stats, false);
+    }
+
+    fn end(
+        &mut self,
+        status: u16,
+        limit: Option<Limit>,
+        failure: Option<String>,
+        stats: Option<&GuestStats>,
+        cancelled: bool,
+    ) {
         self.finished = true;
         let elapsed = self.start.elapsed().as_secs_f64();
         let instruments = &self.telemetry.inner.instruments;
@@ -157,7 +196,7 @@ impl RequestRecord {
                         std::slice::from_ref(deployment),
                     );
                 }
-                if let Some(limit) = error.and_then(Error::limit) {
+                if let Some(limit) = limit {
                     instruments
                         .limit_trips
                         .add(1, &[deployment.clone(), limit_name(limit)]);
@@ -185,15 +224,25 @@ impl RequestRecord {
                 i64::try_from(stats.peak_memory).unwrap_or(i64::MAX),
             ));
         }
-        if let Some(limit) = error.and_then(Error::limit) {
+        if let Some(limit) = limit {
             span.set_attribute(limit_name(limit));
+        }
+        if cancelled {
+            span.set_attribute(KeyValue::new("virga.cancelled", true));
         }
         // Server spans are errors for 5xx (semantic conventions, HTTP spans, status), and
         // when the guest failed after its response head left (a broken body).
-        if status >= 500 || (error.is_some() && status < 400) {
-            let message = error.map_or_else(|| format!("status {status}"), ToString::to_string);
-            span.set_attribute(KeyValue::new("error.type", status.to_string()));
-            span.set_status(Status::error(message));
+        let broken = failure.is_some() && status < 400;
+        if status >= 500 || broken {
+            let kind = match (limit, broken) {
+                (Some(limit), _) => limit.name().to_owned(),
+                (None, true) => "guest_failure".to_owned(),
+                (None, false) => status.to_string(),
+            };
+            span.set_attribute(KeyValue::new("error.type", kind));
+            span.set_status(Status::error(
+                failure.unwrap_or_else(|| format!("status {status}")),
+            ));
         }
         span.end();
     }
@@ -201,18 +250,26 @@ impl RequestRecord {
 
 impl Drop for RequestRecord {
     fn drop(&mut self) {
-        if !self.finished
-            && let Some(span) = &mut self.span
-        {
-            // The client went away (or the server shut down) before the request ended.
-            span.set_attribute(KeyValue::new("virga.cancelled", true));
-            span.end();
+        if self.finished {
+            return;
+        }
+        let cut = self.cut.as_ref().and_then(|cut| cut.get().copied());
+        match (self.status, cut) {
+            // The response body went over its limit: the host cut it.
+            (Some(status), Some(limit)) => {
+                let failure = format!("the response body was cut short: {limit} limit");
+                self.end(status, Some(limit), Some(failure), None, false);
+            }
+            // The client went away mid-body.
+            (Some(status), None) => self.end(status, None, None, None, true),
+            // The client went away before the answer (499, as proxies log it).
+            (None, _) => self.end(499, None, None, None, true),
         }
     }
 }
 
 /// The method as the span name and attribute: the standard ones without allocating.
-fn method_name(method: &http::Method) -> &'static str {
+pub(crate) fn method_name(method: &http::Method) -> &'static str {
     match *method {
         http::Method::GET => "GET",
         http::Method::POST => "POST",
@@ -323,6 +380,9 @@ impl HostCallSpan {
     /// The W3C `traceparent` naming this span as the parent of a subrequest.
     pub(crate) fn traceparent(&self) -> Option<(String, Option<String>)> {
         let cx = self.span.as_ref()?.span_context();
+        if !cx.is_valid() {
+            return None;
+        }
         let parent = format!(
             "00-{}-{}-{:02x}",
             cx.trace_id(),

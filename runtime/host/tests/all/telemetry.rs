@@ -422,6 +422,35 @@ async fn a_chatty_guest_logs_within_its_bounds() {
     assert_eq!(flood_line, format!("{} [cut]", "x".repeat(64)));
 }
 
+/// Waits for the server span of `trace` and the count of `limit` tripped by `deployment`;
+/// checks that the span names the limit, has `status` and an error status.
+async fn tripped_span(
+    receiver: &Running,
+    trace: &str,
+    deployment: &str,
+    limit: &str,
+    status: &str,
+) -> Span {
+    let counted = [("virga.deployment", deployment), ("virga.limit", limit)];
+    receiver
+        .wait_for("the span and the limit count", |r| {
+            span(r, "GET", trace).len() == 1
+                && latest(r, "virga.limit.trips", &counted) == Some(1.0)
+        })
+        .await;
+    let received = receiver.receiver.received.lock().unwrap();
+    let server = span(&received, "GET", trace)[0].clone();
+    let attr = |name| attribute(&server.attributes, name);
+    assert_eq!(attr("virga.limit").as_deref(), Some(limit));
+    assert_eq!(attr("http.response.status_code").as_deref(), Some(status));
+    assert_eq!(
+        server.status.as_ref().map(|s| s.code),
+        Some(2),
+        "STATUS_CODE_ERROR"
+    );
+    server
+}
+
 #[tokio::test]
 async fn a_tripped_limit_is_on_the_span_and_counted() {
     let receiver = Receiver::grpc().await;
@@ -432,28 +461,8 @@ async fn a_tripped_limit_is_on_the_span_and_counted() {
     let reply = get_traced(&host, "/", &format!("00-{trace}-{PARENT_ID}-01")).await;
     assert_eq!(reply.status, 503, "{}", reply.text());
     telemetry.flush().await.unwrap();
-    receiver
-        .wait_for("the failed request's span and the limit count", |r| {
-            span(r, "GET", &trace).len() == 1
-                && latest(
-                    r,
-                    "virga.limit.trips",
-                    &[("virga.deployment", "spinner"), ("virga.limit", "cpu-time")],
-                ) == Some(1.0)
-        })
-        .await;
-    let received = receiver.receiver.received.lock().unwrap();
-    let server = span(&received, "GET", &trace)[0];
-    assert_eq!(
-        attribute(&server.attributes, "virga.limit").as_deref(),
-        Some("cpu-time")
-    );
-    assert_eq!(
-        attribute(&server.attributes, "http.response.status_code").as_deref(),
-        Some("503")
-    );
+    let server = tripped_span(&receiver, &trace, "spinner", "cpu-time", "503").await;
     let status = server.status.as_ref().expect("an error status");
-    assert_eq!(status.code, 2, "STATUS_CODE_ERROR");
     assert!(status.message.contains("cpu-time"), "{}", status.message);
     // At least the 50 ms it was allowed.
     let cpu: i64 = attribute(&server.attributes, "virga.guest.cpu_us")
@@ -495,14 +504,14 @@ async fn a_malformed_traceparent_starts_a_new_trace() {
 }
 
 #[tokio::test]
-async fn without_export_nothing_leaves_and_prometheus_still_counts() {
-    // An endpoint that would receive anything sent: nothing configured points at it.
-    let receiver = Receiver::grpc().await;
+async fn without_export_no_spans_are_made_and_prometheus_still_counts() {
     let runtime = Runtime::builder()
         .guest_output(GuestOutput::Log)
         .build()
         .unwrap();
+    // The default telemetry has no tracer and no logger: nothing to export, nothing made.
     assert!(!runtime.telemetry().traces_enabled());
+    assert!(runtime.telemetry().logger_provider().is_none());
     let host = TestHost::builder_with(runtime.clone())
         .guest("hello", HELLO, "*/*")
         .start()
@@ -513,20 +522,68 @@ async fn without_export_nothing_leaves_and_prometheus_still_counts() {
     }
     runtime.telemetry().flush().await.unwrap();
     let text = runtime.telemetry().prometheus();
+    let line = |prefix: &str, suffix: &str| {
+        text.lines().any(|l| {
+            l.starts_with(prefix) && l.contains("virga_deployment=\"hello\"") && l.ends_with(suffix)
+        })
+    };
     assert!(
-        text.lines().any(
-            |l| l.starts_with("http_server_request_duration_seconds_count{")
-                && l.contains("virga_deployment=\"hello\"")
-                && l.ends_with(" 3")
+        line("http_server_request_duration_seconds_count{", " 3"),
+        "{text}"
+    );
+    // A histogram: cumulative buckets, +Inf equal to the count, sum and count.
+    assert!(
+        line(
+            "virga_instance_instantiation_duration_seconds_bucket{",
+            "le=\"+Inf\"} 3"
         ),
         "{text}"
     );
+    let buckets: Vec<u64> = text
+        .lines()
+        .filter(|l| l.starts_with("virga_instance_instantiation_duration_seconds_bucket{"))
+        .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+        .collect();
+    assert!(buckets.windows(2).all(|w| w[0] <= w[1]), "{buckets:?}");
+    assert!(text.contains("# TYPE virga_instance_instantiation_duration_seconds histogram"));
     assert!(
-        text.contains("virga_instance_instantiation_duration_seconds_bucket{"),
+        line("virga_instance_instantiation_duration_seconds_sum{", ""),
         "{text}"
     );
-    let received = receiver.receiver.received.lock().unwrap();
-    assert!(received.spans.is_empty() && received.logs.is_empty() && received.metrics.is_empty());
+}
+
+#[tokio::test]
+async fn a_body_cut_at_its_limit_is_counted_as_that_limit() {
+    let receiver = Receiver::grpc().await;
+    let limits = Limits::default()
+        .cpu_time(Duration::from_secs(5))
+        .response_body(64 << 10);
+    let (host, telemetry) =
+        logging_host(&receiver, "endless", virga_test_artifacts::HOSTILE, limits).await;
+    // The head (200) is out before the body is cut: the client sees a broken body.
+    let trace = "44".repeat(16);
+    let _ = host
+        .request(
+            Proto::H1,
+            http::Request::get(host.uri(Proto::H1, "/stream"))
+                .header("traceparent", format!("00-{trace}-{PARENT_ID}-01"))
+                .body(full(Bytes::new()))
+                .unwrap(),
+        )
+        .await;
+    telemetry.flush().await.unwrap();
+    tripped_span(&receiver, &trace, "endless", "response-body", "200").await;
+    {
+        let received = receiver.receiver.received.lock().unwrap();
+        assert!(
+            latest(
+                &received,
+                "http.server.request.duration",
+                &[("virga.deployment", "endless")]
+            )
+            .is_some()
+        );
+    }
 }
 
 #[tokio::test]
