@@ -112,7 +112,7 @@ async fn run<B>(
     runtime: &Runtime,
     deployment: SharedDeployment,
     request: http::Request<B>,
-    record: RequestRecord,
+    mut record: RequestRecord,
 ) -> Result<http::Response<Body>, Error>
 where
     B: http_body::Body<Data = Bytes> + Send + 'static,

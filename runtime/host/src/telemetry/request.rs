@@ -59,10 +59,11 @@ fn remote_parent(headers: &http::HeaderMap) -> Option<SpanContext> {
 /// A request from its arrival to its end: records the server span and the request metrics
 /// once, when [`finish`](Self::finish)ed or dropped (a request its client abandoned).
 pub(crate) struct RequestRecord {
-    telemetry: Telemetry,
+    /// The runtime's telemetry and the deployment, until [`context`](Self::context) moves
+    /// them into the per-request context (sharing it costs no contended reference counts).
+    owner: Option<Owner>,
     start: Instant,
     span: Option<Span>,
-    deployment: Option<KeyValue>,
     /// Set once the response head is out (see [`answered`](Self::answered)).
     status: Option<u16>,
     cut: Option<Arc<OnceLock<Limit>>>,
@@ -121,10 +122,12 @@ impl RequestRecord {
                 .start_with_context(tracer, &parent)
         });
         Self {
-            telemetry: telemetry.clone(),
+            owner: Some(Owner::Runtime {
+                telemetry: telemetry.clone(),
+                deployment: None,
+            }),
             start: Instant::now(),
             span,
-            deployment: None,
             status: None,
             cut: None,
             finished: false,
@@ -133,22 +136,43 @@ impl RequestRecord {
 
     /// The request was routed to `deployment` at `version`.
     pub(crate) fn routed(&mut self, deployment: &KeyValue, version: u64) {
-        self.deployment = Some(deployment.clone());
+        if let Some(Owner::Runtime {
+            deployment: slot, ..
+        }) = &mut self.owner
+        {
+            *slot = Some(deployment.clone());
+        }
         if let Some(span) = &mut self.span {
             span.set_attribute(deployment.clone());
             span.set_attribute(KeyValue::new("virga.version", version as i64));
         }
     }
 
-    /// What host calls of this request record into: its span as their parent.
-    pub(crate) fn context(&self) -> RequestTelemetry {
-        RequestTelemetry {
-            telemetry: self.telemetry.clone(),
-            deployment: self.deployment.clone().unwrap_or_else(|| {
-                KeyValue::new("virga.deployment", opentelemetry::Value::from(""))
-            }),
-            parent: self.span.as_ref().map(|span| span.span_context().clone()),
-        }
+    /// What host calls of this request record into: its span as their parent. Made once
+    /// per request (later calls share it).
+    pub(crate) fn context(&mut self) -> RequestTelemetry {
+        let parent = self.span.as_ref().map(|span| span.span_context().clone());
+        let context = match self.owner.take() {
+            Some(Owner::Request(context)) => context,
+            Some(Owner::Runtime {
+                telemetry,
+                deployment,
+            }) => RequestTelemetry(Arc::new(RequestContext {
+                telemetry,
+                deployment: deployment.unwrap_or_else(|| {
+                    KeyValue::new("virga.deployment", opentelemetry::Value::from(""))
+                }),
+                parent,
+            })),
+            // Never left empty; a context without telemetry records nothing.
+            None => RequestTelemetry(Arc::new(RequestContext {
+                telemetry: Telemetry::default(),
+                deployment: KeyValue::new("virga.deployment", opentelemetry::Value::from("")),
+                parent,
+            })),
+        };
+        self.owner = Some(Owner::Request(context.clone()));
+        context
     }
 
     /// Records the request's end by `error` (nothing ran, or nothing could be answered),
@@ -183,9 +207,17 @@ impl RequestRecord {
     ) {
         self.finished = true;
         let elapsed = self.start.elapsed().as_secs_f64();
-        let instruments = &self.telemetry.inner.instruments;
+        let (telemetry, deployment) = match &self.owner {
+            Some(Owner::Runtime {
+                telemetry,
+                deployment,
+            }) => (telemetry, deployment.as_ref()),
+            Some(Owner::Request(context)) => (&context.telemetry, Some(&context.deployment)),
+            None => return,
+        };
+        let instruments = &telemetry.inner.instruments;
         let class = status_class(status);
-        match &self.deployment {
+        match deployment {
             Some(deployment) => {
                 instruments
                     .request_duration
@@ -293,14 +325,35 @@ fn limit_name(limit: Limit) -> KeyValue {
     KeyValue::new("virga.limit", limit.name())
 }
 
+/// Who holds a request's telemetry handles (see [`RequestRecord::context`]).
+enum Owner {
+    Runtime {
+        telemetry: Telemetry,
+        deployment: Option<KeyValue>,
+    },
+    Request(RequestTelemetry),
+}
+
 /// What a request's host calls record into: the instruments, its deployment, and the
-/// server span to parent child spans on (when traces are on). Cheap to clone.
+/// server span to parent child spans on (when traces are on). Cheap to clone: one
+/// allocation per request, whose count the request's host contexts share (cloning the
+/// runtime-wide `Arc`s for each would bounce their cache lines between cores).
 #[derive(Clone)]
-pub(crate) struct RequestTelemetry {
+pub(crate) struct RequestTelemetry(Arc<RequestContext>);
+
+pub(crate) struct RequestContext {
     pub(crate) telemetry: Telemetry,
     pub(crate) deployment: KeyValue,
     /// The server span (a context is made of it only when a child span is).
     parent: Option<SpanContext>,
+}
+
+impl std::ops::Deref for RequestTelemetry {
+    type Target = RequestContext;
+
+    fn deref(&self) -> &RequestContext {
+        &self.0
+    }
 }
 
 impl RequestTelemetry {
