@@ -3,6 +3,7 @@
 
 use http::HeaderValue;
 use http::header::HeaderMap;
+use opentelemetry::trace::SpanContext;
 
 /// The trace a request belongs to: taken from its `traceparent` when valid (§3.2), else a new
 /// one started at the first subrequest.
@@ -24,9 +25,30 @@ impl TraceContext {
         }
     }
 
-    /// Sets `traceparent` (and the incoming `tracestate`) on a subrequest: the request's
-    /// trace id with a new parent id for this hop.
-    pub(crate) fn inject(&mut self, headers: &mut HeaderMap) {
+    /// Sets `traceparent` and `tracestate` on a subrequest. With the subrequest's recorded
+    /// `span`: its trace id, its span id as the parent, its trace state. Without: the
+    /// request's trace id with a new parent id for this hop, and the incoming `tracestate`.
+    pub(crate) fn inject(&mut self, headers: &mut HeaderMap, span: Option<&SpanContext>) {
+        if let Some(span) = span {
+            let value = format!(
+                "00-{}-{}-{:02x}",
+                span.trace_id(),
+                span.span_id(),
+                span.trace_flags().to_u8()
+            );
+            if let Ok(value) = HeaderValue::from_str(&value) {
+                headers.insert("traceparent", value);
+            }
+            match HeaderValue::from_str(&span.trace_state().header()) {
+                Ok(state) if !state.is_empty() => {
+                    headers.insert("tracestate", state);
+                }
+                _ => {
+                    headers.remove("tracestate");
+                }
+            }
+            return;
+        }
         let (trace_id, flags) = self.trace.get_or_insert_with(|| {
             self.incoming
                 .as_ref()
@@ -133,8 +155,8 @@ mod tests {
         incoming.insert("tracestate", HeaderValue::from_static("congo=t61rcWkgMzE"));
         let mut trace = TraceContext::from_headers(&incoming);
         let (mut a, mut b) = (HeaderMap::new(), HeaderMap::new());
-        trace.inject(&mut a);
-        trace.inject(&mut b);
+        trace.inject(&mut a, None);
+        trace.inject(&mut b, None);
         let (pa, pb) = (
             a["traceparent"].to_str().unwrap(),
             b["traceparent"].to_str().unwrap(),
@@ -146,7 +168,7 @@ mod tests {
 
         let mut fresh = TraceContext::default();
         let mut c = HeaderMap::new();
-        fresh.inject(&mut c);
+        fresh.inject(&mut c, None);
         let started = c["traceparent"].to_str().unwrap();
         assert!(parse(started).is_some(), "{started}");
         assert!(!c.contains_key("tracestate"));

@@ -273,23 +273,7 @@ impl OutboundHooks {
         // subrequest's span (when traces are recorded) as its parent. A traceparent the
         // guest set itself is left alone.
         if !request.headers().contains_key("traceparent") {
-            match span.traceparent() {
-                Some((parent, state)) => {
-                    let headers = request.headers_mut();
-                    if let Ok(value) = http::HeaderValue::from_str(&parent) {
-                        headers.insert("traceparent", value);
-                    }
-                    match state.and_then(|s| http::HeaderValue::from_str(&s).ok()) {
-                        Some(value) => {
-                            headers.insert("tracestate", value);
-                        }
-                        None => {
-                            headers.remove("tracestate");
-                        }
-                    }
-                }
-                None => self.trace.inject(request.headers_mut()),
-            }
+            self.trace.inject(request.headers_mut(), span.context());
         }
         let guest_connect = options.and_then(|o| o.connect_timeout);
         let send = SendOptions {

@@ -198,44 +198,38 @@ impl OtlpExport {
         self.headers.iter().cloned().collect()
     }
 
-    /// Sets up a gRPC exporter builder: endpoint, timeout, headers as metadata.
+    /// Sets up a gRPC exporter builder: headers as metadata, endpoint, timeout.
     fn tonic<B: WithExportConfig + WithTonicConfig>(
         &self,
         builder: B,
         endpoint: Option<String>,
     ) -> Result<B, Error> {
         // tonic's channel lives on the runtime the telemetry is built in.
-        tokio::runtime::Handle::try_current().map_err(|_| {
-            Error::Telemetry(
-                "OTLP export needs a Tokio runtime: build the telemetry inside one".into(),
-            )
-        })?;
-        let mut builder = builder.with_metadata(self.metadata()?);
-        if let Some(endpoint) = endpoint {
-            builder = builder.with_endpoint(endpoint);
-        }
-        if let Some(timeout) = self.timeout {
-            builder = builder.with_timeout(timeout);
-        }
-        Ok(builder)
+        tokio_runtime()?;
+        Ok(self.export_config(builder.with_metadata(self.metadata()?), endpoint))
     }
 
-    /// Sets up an HTTP exporter builder: endpoint, timeout, headers, the client.
+    /// Sets up an HTTP exporter builder: the client, headers, endpoint, timeout.
     fn http<B: WithExportConfig + WithHttpConfig>(
         &self,
         builder: B,
         endpoint: Option<String>,
     ) -> Result<B, Error> {
-        let mut builder = builder
+        let builder = builder
             .with_http_client(OnTokio::new(self.timeout)?)
             .with_headers(self.header_map());
+        Ok(self.export_config(builder, endpoint))
+    }
+
+    /// The endpoint (when set in code) and the timeout, for either transport.
+    fn export_config<B: WithExportConfig>(&self, mut builder: B, endpoint: Option<String>) -> B {
         if let Some(endpoint) = endpoint {
             builder = builder.with_endpoint(endpoint);
         }
         if let Some(timeout) = self.timeout {
             builder = builder.with_timeout(timeout);
         }
-        Ok(builder)
+        builder
     }
 
     pub(super) fn tracer_provider(
@@ -244,7 +238,7 @@ impl OtlpExport {
         queue: QueueOptions,
     ) -> Result<SdkTracerProvider, Error> {
         let endpoint = self.signal_endpoint("/v1/traces")?;
-        let exporter = match self.protocol {
+        let mut exporter = match self.protocol {
             OtlpProtocol::Grpc => self
                 .tonic(SpanExporter::builder().with_tonic(), endpoint)?
                 .build(),
@@ -253,7 +247,6 @@ impl OtlpExport {
                 .build(),
         }
         .map_err(|e| exporter_failed("span", e))?;
-        let mut exporter = exporter;
         exporter.set_resource(&resource);
         Ok(SdkTracerProvider::builder()
             .with_span_processor(QueuedSpans::new(exporter, queue))
@@ -267,7 +260,7 @@ impl OtlpExport {
         queue: QueueOptions,
     ) -> Result<SdkLoggerProvider, Error> {
         let endpoint = self.signal_endpoint("/v1/logs")?;
-        let exporter = match self.protocol {
+        let mut exporter = match self.protocol {
             OtlpProtocol::Grpc => self
                 .tonic(LogExporter::builder().with_tonic(), endpoint)?
                 .build(),
@@ -276,7 +269,6 @@ impl OtlpExport {
                 .build(),
         }
         .map_err(|e| exporter_failed("log", e))?;
-        let mut exporter = exporter;
         exporter.set_resource(&resource);
         Ok(SdkLoggerProvider::builder()
             .with_log_processor(QueuedLogs::new(exporter, queue))
@@ -315,11 +307,7 @@ struct OnTokio {
 
 impl OnTokio {
     fn new(timeout: Option<Duration>) -> Result<Self, Error> {
-        let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
-            Error::Telemetry(
-                "OTLP export needs a Tokio runtime: build the telemetry inside one".into(),
-            )
-        })?;
+        let runtime = tokio_runtime()?;
         let timeout = timeout.unwrap_or(Duration::from_secs(10));
         Ok(Self {
             client: std::sync::Arc::new(
@@ -341,6 +329,13 @@ impl opentelemetry_http::HttpClient for OnTokio {
             .spawn(async move { client.send_bytes(request).await })
             .await?
     }
+}
+
+/// The Tokio runtime the exporters run on: the one the telemetry is built in.
+fn tokio_runtime() -> Result<tokio::runtime::Handle, Error> {
+    tokio::runtime::Handle::try_current().map_err(|_| {
+        Error::Telemetry("OTLP export needs a Tokio runtime: build the telemetry inside one".into())
+    })
 }
 
 /// An endpoint must be a plain `http://` URL with a host: export goes to a collector
