@@ -65,28 +65,31 @@ where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let host = request_host(&request);
-    let mut record = RequestRecord::start(
+    let path = request.uri().path();
+    let (host, routed) = match request_host(&request) {
+        Ok(host) => (
+            host,
+            runtime
+                .inner
+                .registry
+                .route(host, path)
+                .ok_or_else(|| Error::NoRoute {
+                    host: host.to_owned(),
+                    path: path.to_owned(),
+                }),
+        ),
+        Err(e) => ("", Err(e)),
+    };
+    let record = RequestRecord::start(
         &runtime.inner.telemetry,
         &request,
-        host.as_ref().map_or("", |h| h),
+        host,
+        routed.as_ref().ok().map(|d| &**d),
     );
-    let routed = host.and_then(|host| {
-        let path = request.uri().path();
-        runtime
-            .inner
-            .registry
-            .route(host, path)
-            .ok_or_else(|| Error::NoRoute {
-                host: host.to_owned(),
-                path: path.to_owned(),
-            })
-    });
     let deployment = match routed {
         Ok(deployment) => deployment,
         Err(e) => return Err(record.fail(e)),
     };
-    record.routed(&deployment.metric_name, deployment.version);
     run(runtime, deployment, request, record).await
 }
 
@@ -112,7 +115,7 @@ async fn run<B>(
     runtime: &Runtime,
     deployment: SharedDeployment,
     request: http::Request<B>,
-    mut record: RequestRecord,
+    record: RequestRecord,
 ) -> Result<http::Response<Body>, Error>
 where
     B: http_body::Body<Data = Bytes> + Send + 'static,

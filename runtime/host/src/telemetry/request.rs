@@ -13,6 +13,7 @@ use opentelemetry_sdk::trace::Span;
 
 use super::Telemetry;
 use super::metrics::status_class;
+use crate::deployment::Deployment;
 use crate::error::Error;
 use crate::limits::Limit;
 
@@ -59,9 +60,10 @@ fn remote_parent(headers: &http::HeaderMap) -> Option<SpanContext> {
 /// A request from its arrival to its end: records the server span and the request metrics
 /// once, when [`finish`](Self::finish)ed or dropped (a request its client abandoned).
 pub(crate) struct RequestRecord {
-    /// The runtime's telemetry and the deployment, until [`context`](Self::context) moves
-    /// them into the per-request context (sharing it costs no contended reference counts).
-    owner: Option<Owner>,
+    /// What host calls share (see [`context`](Self::context)); the record uses it too.
+    context: RequestTelemetry,
+    /// Whether a deployment serves the request (else its metrics carry no deployment).
+    routed: bool,
     start: Instant,
     span: Option<Span>,
     /// Set once the response head is out (see [`answered`](Self::answered)).
@@ -71,9 +73,15 @@ pub(crate) struct RequestRecord {
 }
 
 impl RequestRecord {
-    /// Starts the record of `request`: its server span continues the trace of a valid
-    /// incoming `traceparent`/`tracestate` (W3C Trace Context §3), or starts a new one.
-    pub(crate) fn start<B>(telemetry: &Telemetry, request: &http::Request<B>, host: &str) -> Self {
+    /// Starts the record of `request`, served by `deployment` (none: no route, or no
+    /// host): its server span continues the trace of a valid incoming
+    /// `traceparent`/`tracestate` (W3C Trace Context §3), or starts a new one.
+    pub(crate) fn start<B>(
+        telemetry: &Telemetry,
+        request: &http::Request<B>,
+        host: &str,
+        deployment: Option<&Deployment>,
+    ) -> Self {
         let span = telemetry.inner.tracer.as_ref().map(|tracer| {
             let parent = remote_parent(request.headers()).map_or_else(Context::new, |cx| {
                 Context::new().with_remote_span_context(cx)
@@ -113,6 +121,10 @@ impl RequestRecord {
                     request.method().as_str().to_owned(),
                 ));
             }
+            if let Some(deployment) = deployment {
+                attributes.push(deployment.metric_name.clone());
+                attributes.push(KeyValue::new("virga.version", deployment.version as i64));
+            }
             // Semantic conventions: `{method}`, or `HTTP` for a method outside the standard set.
             let name = if method == "_OTHER" { "HTTP" } else { method };
             tracer
@@ -121,11 +133,17 @@ impl RequestRecord {
                 .with_attributes(attributes)
                 .start_with_context(tracer, &parent)
         });
+        let context = RequestContext {
+            telemetry: telemetry.clone(),
+            deployment: deployment.map_or_else(
+                || KeyValue::new("virga.deployment", opentelemetry::Value::from("")),
+                |d| d.metric_name.clone(),
+            ),
+            parent: span.as_ref().map(|span| span.span_context().clone()),
+        };
         Self {
-            owner: Some(Owner::Runtime {
-                telemetry: telemetry.clone(),
-                deployment: None,
-            }),
+            context: RequestTelemetry(Arc::new(context)),
+            routed: deployment.is_some(),
             start: Instant::now(),
             span,
             status: None,
@@ -134,45 +152,11 @@ impl RequestRecord {
         }
     }
 
-    /// The request was routed to `deployment` at `version`.
-    pub(crate) fn routed(&mut self, deployment: &KeyValue, version: u64) {
-        if let Some(Owner::Runtime {
-            deployment: slot, ..
-        }) = &mut self.owner
-        {
-            *slot = Some(deployment.clone());
-        }
-        if let Some(span) = &mut self.span {
-            span.set_attribute(deployment.clone());
-            span.set_attribute(KeyValue::new("virga.version", version as i64));
-        }
-    }
-
-    /// What host calls of this request record into: its span as their parent. Made once
-    /// per request (later calls share it).
-    pub(crate) fn context(&mut self) -> RequestTelemetry {
-        let parent = self.span.as_ref().map(|span| span.span_context().clone());
-        let context = match self.owner.take() {
-            Some(Owner::Request(context)) => context,
-            Some(Owner::Runtime {
-                telemetry,
-                deployment,
-            }) => RequestTelemetry(Arc::new(RequestContext {
-                telemetry,
-                deployment: deployment.unwrap_or_else(|| {
-                    KeyValue::new("virga.deployment", opentelemetry::Value::from(""))
-                }),
-                parent,
-            })),
-            // Never left empty; a context without telemetry records nothing.
-            None => RequestTelemetry(Arc::new(RequestContext {
-                telemetry: Telemetry::default(),
-                deployment: KeyValue::new("virga.deployment", opentelemetry::Value::from("")),
-                parent,
-            })),
-        };
-        self.owner = Some(Owner::Request(context.clone()));
-        context
+    /// What host calls of this request record into: its span as their parent. One per
+    /// request, shared: its clones touch no runtime-wide reference count (those would
+    /// bounce between cores).
+    pub(crate) fn context(&self) -> RequestTelemetry {
+        self.context.clone()
     }
 
     /// Records the request's end by `error` (nothing ran, or nothing could be answered),
@@ -207,14 +191,8 @@ impl RequestRecord {
     ) {
         self.finished = true;
         let elapsed = self.start.elapsed().as_secs_f64();
-        let (telemetry, deployment) = match &self.owner {
-            Some(Owner::Runtime {
-                telemetry,
-                deployment,
-            }) => (telemetry, deployment.as_ref()),
-            Some(Owner::Request(context)) => (&context.telemetry, Some(&context.deployment)),
-            None => return,
-        };
+        let telemetry = &self.context.telemetry;
+        let deployment = self.routed.then_some(&self.context.deployment);
         let instruments = &telemetry.inner.instruments;
         let class = status_class(status);
         match deployment {
@@ -325,19 +303,8 @@ fn limit_name(limit: Limit) -> KeyValue {
     KeyValue::new("virga.limit", limit.name())
 }
 
-/// Who holds a request's telemetry handles (see [`RequestRecord::context`]).
-enum Owner {
-    Runtime {
-        telemetry: Telemetry,
-        deployment: Option<KeyValue>,
-    },
-    Request(RequestTelemetry),
-}
-
 /// What a request's host calls record into: the instruments, its deployment, and the
-/// server span to parent child spans on (when traces are on). Cheap to clone: one
-/// allocation per request, whose count the request's host contexts share (cloning the
-/// runtime-wide `Arc`s for each would bounce their cache lines between cores).
+/// server span to parent child spans on (when traces are on). Cheap to clone.
 #[derive(Clone)]
 pub(crate) struct RequestTelemetry(Arc<RequestContext>);
 
@@ -430,19 +397,11 @@ impl HostCallSpan {
         }
     }
 
-    /// The W3C `traceparent` naming this span as the parent of a subrequest.
-    pub(crate) fn traceparent(&self) -> Option<(String, Option<String>)> {
-        let cx = self.span.as_ref()?.span_context();
-        if !cx.is_valid() {
-            return None;
-        }
-        let parent = format!(
-            "00-{}-{}-{:02x}",
-            cx.trace_id(),
-            cx.span_id(),
-            cx.trace_flags().to_u8()
-        );
-        let state = cx.trace_state().header();
-        Some((parent, (!state.is_empty()).then_some(state)))
+    /// This span's context, when it is recorded and valid: the parent a subrequest names.
+    pub(crate) fn context(&self) -> Option<&SpanContext> {
+        self.span
+            .as_ref()
+            .map(|span| span.span_context())
+            .filter(|cx| cx.is_valid())
     }
 }
