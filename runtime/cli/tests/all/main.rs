@@ -113,6 +113,12 @@ pub(crate) fn get(url: &str, path: &str) -> String {
 
 /// GET `path` with extra header lines (each ending in CRLF); the whole response as text.
 pub(crate) fn get_with(url: &str, path: &str, headers: &str) -> String {
+    send(url, "GET", path, headers)
+}
+
+/// `method path` with extra header lines (each ending in CRLF), no body; the whole
+/// response as text.
+pub(crate) fn send(url: &str, method: &str, path: &str, headers: &str) -> String {
     let addr = url.trim_start_matches("http://").trim_end_matches('/');
     let mut stream = TcpStream::connect(addr).unwrap();
     stream
@@ -120,7 +126,8 @@ pub(crate) fn get_with(url: &str, path: &str, headers: &str) -> String {
         .unwrap();
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{headers}\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
+         Content-Length: 0\r\n{headers}\r\n"
     )
     .unwrap();
     let mut response = String::new();

@@ -4,7 +4,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use super::{Running, get, get_with, tempdir, virga};
+use super::{Running, get, get_with, send, tempdir, virga};
 
 const TOKEN: &str = "test-token-0123456789";
 
@@ -280,6 +280,13 @@ fn metrics_are_served_to_scrapers_with_the_admin_token() {
     }
     let refused = get(&host.admin, "/metrics");
     assert!(refused.starts_with("HTTP/1.1 401"), "{refused}");
+    let bearer = format!("Authorization: Bearer {TOKEN}\r\n");
+    let wrong_method = send(&host.admin, "DELETE", "/metrics", &bearer);
+    assert!(wrong_method.starts_with("HTTP/1.1 405"), "{wrong_method}");
+    assert!(
+        wrong_method.contains("DELETE is not allowed on /metrics"),
+        "{wrong_method}"
+    );
     let scraped = get_with(
         &host.admin,
         "/metrics",
