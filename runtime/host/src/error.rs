@@ -68,6 +68,18 @@ pub enum Error {
     /// The deployment store failed or holds something unreadable.
     #[error("store: {0}")]
     Store(String),
+    /// A shared deployment store cannot be reached now: changes are refused (the host keeps
+    /// serving the state it has).
+    #[error("store unavailable: {0}")]
+    StoreUnavailable(String),
+    /// Another writer committed to a shared store since this host last read it (its
+    /// compare-and-set failed); [`Runtime`](crate::Runtime) catches up and retries, so this
+    /// surfaces only when writers keep racing.
+    #[error("store: another host changed the deployments at the same time (revision {base} is no longer current); try again")]
+    StoreConflict {
+        /// The revision the write was based on.
+        base: u64,
+    },
     /// No deployment has this name.
     #[error("no deployment named '{0}'")]
     UnknownDeployment(String),
@@ -104,6 +116,8 @@ impl Error {
             Error::UnknownDeployment(_) | Error::UnknownVersion { .. } => StatusCode::NOT_FOUND,
             Error::InvalidName(_) | Error::Config(_) => StatusCode::BAD_REQUEST,
             Error::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Error::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::StoreConflict { .. } => StatusCode::CONFLICT,
             Error::Guest { failure, .. } => failure.status(),
             Error::Capacity(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Engine(_) | Error::Io { .. } | Error::Tls(_) | Error::Telemetry(_) => {

@@ -46,6 +46,7 @@ mod engine;
 mod error;
 mod host;
 mod lanes;
+mod persist;
 mod limits;
 mod registry;
 mod route;

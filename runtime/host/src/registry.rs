@@ -29,8 +29,9 @@ pub(crate) struct Table {
 #[derive(Debug, Default)]
 pub(crate) struct Registry {
     table: ArcSwap<Table>,
-    /// Serialises writers; readers never take it.
-    write: Mutex<()>,
+    /// Serialises writers (readers never take it) and holds the store revision the table
+    /// was committed as or restored from (0 without a store).
+    write: Mutex<u64>,
 }
 
 /// What a change does to the table, decided under the write lock.
@@ -45,8 +46,13 @@ pub(crate) enum Change {
     Rollback { name: String, to: Option<u64> },
     /// Remove a deployment and all its versions.
     Remove { name: String },
-    /// Replace everything (restoring from a store).
-    Restore(BTreeMap<String, Entry>),
+    /// Replace everything with a state read from the store at `revision`; ignored when the
+    /// table is already at that revision or a later one (a stale read, or this host's own
+    /// commit coming back from a shared store).
+    Restore {
+        entries: BTreeMap<String, Entry>,
+        revision: u64,
+    },
 }
 
 impl Registry {
@@ -89,14 +95,25 @@ impl Registry {
             .collect()
     }
 
-    /// Applies a change. `commit` sees the new table before it goes live and may refuse it
-    /// (e.g. persisting failed): then nothing changes.
+    /// The store revision of the live table.
+    pub(crate) fn revision(&self) -> u64 {
+        *self.write.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The live table.
+    pub(crate) fn table(&self) -> Arc<Table> {
+        self.table.load_full()
+    }
+
+    /// Applies a change. `commit` sees the new table and the revision the live one is at
+    /// before it goes live, and answers with the new table's revision; it may refuse (e.g.
+    /// persisting failed): then nothing changes. Restores are not committed.
     pub(crate) fn apply(
         &self,
         change: Change,
-        commit: impl FnOnce(&BTreeMap<String, Entry>) -> Result<(), Error>,
+        commit: impl FnOnce(&BTreeMap<String, Entry>, u64) -> Result<u64, Error>,
     ) -> Result<Option<DeploymentInfo>, Error> {
-        let _guard = self.write.lock().unwrap_or_else(|e| e.into_inner());
+        let mut revision = self.write.lock().unwrap_or_else(|e| e.into_inner());
         let current = self.table.load_full();
         let mut by_name = current.by_name.clone();
         let changed = match change {
@@ -162,12 +179,19 @@ impl Registry {
                     .ok_or_else(|| Error::UnknownDeployment(name.clone()))?;
                 None
             }
-            Change::Restore(entries) => {
-                by_name = entries;
-                None
+            Change::Restore {
+                entries,
+                revision: restored,
+            } => {
+                if restored <= *revision && !(restored == 0 && current.by_name.is_empty()) {
+                    return Ok(None);
+                }
+                *revision = restored;
+                self.table.store(Arc::new(build_table(entries)));
+                return Ok(None);
             }
         };
-        commit(&by_name)?;
+        *revision = commit(&by_name, *revision)?;
         let info = changed.and_then(|name| by_name.get(&name).map(|e| e.live.info(&e.versions)));
         self.table.store(Arc::new(build_table(by_name)));
         Ok(info)

@@ -7,22 +7,17 @@ use bytes::Bytes;
 use wasmtime::Engine;
 use wasmtime::component::{Component, HasSelf, Linker};
 
-use std::collections::BTreeMap;
-
 use crate::bindings::HandlerPre;
 use crate::body::Body;
-use crate::deployment::Deployment;
-use crate::deployment::{CompiledComponent, DeploymentConfig, DeploymentInfo};
+use crate::deployment::{CompiledComponent, Deployment, DeploymentConfig, DeploymentInfo};
 use crate::engine::{EngineOptions, EpochTicker, build_engine};
 use crate::error::Error;
 use crate::host::cache::{CacheBackend, Collapser, MokaCache};
 use crate::host::crypto::{KeyStore, StaticKeys};
-use crate::host::fetch::{FetchBackend, HyperFetch, InvalidOrigin};
-use crate::limits::Limits;
-use crate::registry::Registry;
-use crate::registry::{Change, Entry};
+use crate::host::fetch::{FetchBackend, HyperFetch};
+use crate::registry::{Change, Registry};
 use crate::state::RequestState;
-use crate::store::{DeploymentStore, StoredDeployment, StoredState, StoredVersion, content_digest};
+use crate::store::{DeploymentStore, content_digest};
 use crate::telemetry::Telemetry;
 
 /// Where a guest's stdout and stderr go.
@@ -46,7 +41,7 @@ pub enum GuestOutput {
 pub struct RuntimeBuilder {
     pub(crate) engine: EngineOptions,
     pub(crate) guest_output: GuestOutput,
-    store: Option<Arc<dyn DeploymentStore>>,
+    pub(crate) store: Option<Arc<dyn DeploymentStore>>,
     keep_versions: usize,
     fetch: Option<Arc<dyn FetchBackend>>,
     keys: Option<Arc<dyn KeyStore>>,
@@ -233,13 +228,15 @@ impl RuntimeBuilder {
                 engine_key,
                 linker,
                 registry: Registry::default(),
+                follow_error: std::sync::Mutex::new(None),
                 options: self.clone(),
                 _ticker: ticker,
             }),
         };
         telemetry.observe_instances(Arc::downgrade(&runtime.inner));
-        if let Some(store) = &self.store {
-            runtime.restore(store.as_ref())?;
+        runtime.restore()?;
+        if let Some(revisions) = self.store.as_ref().and_then(|store| store.watch()) {
+            crate::persist::follow(Arc::downgrade(&runtime.inner), revisions)?;
         }
         Ok(runtime)
     }
@@ -265,6 +262,8 @@ pub(crate) struct Inner {
     engine_key: String,
     linker: Linker<RequestState>,
     pub(crate) registry: Registry,
+    /// Why the last committed state of a shared store could not be applied, until one is.
+    pub(crate) follow_error: std::sync::Mutex<Option<String>>,
     pub(crate) options: RuntimeBuilder,
     _ticker: EpochTicker,
 }
@@ -306,143 +305,19 @@ impl Runtime {
         Ok(compiled)
     }
 
+    /// The compatibility key of artifacts this runtime's engine can load.
+    pub(crate) fn engine_key(&self) -> &str {
+        &self.inner.engine_key
+    }
+
     /// Compiles component bytes for this runtime's engine.
-    fn new_component(&self, bytes: &[u8]) -> Result<Component, Error> {
+    pub(crate) fn new_component(&self, bytes: &[u8]) -> Result<Component, Error> {
         Component::new(&self.inner.engine, bytes).map_err(|e| Error::InvalidComponent {
             reason: first_line(&e),
         })
     }
 
-    /// Caches the compiled artifact; a failure only costs a recompile at the next restart.
-    fn store_precompiled(&self, store: &dyn DeploymentStore, compiled: &CompiledComponent) {
-        let artifact = compiled.component().serialize();
-        let stored = artifact.map_err(|e| first_line(&e)).and_then(|bytes| {
-            store
-                .put_precompiled(&compiled.digest, &self.inner.engine_key, &bytes)
-                .map_err(|e| e.to_string())
-        });
-        if let Err(e) = stored {
-            tracing::warn!(digest = %compiled.digest, error = %e, "cannot cache the compiled component");
-        }
-    }
-
-    /// Loads a stored component: from its precompiled artifact when there is a usable one,
-    /// otherwise by compiling its bytes (and caching the result).
-    fn load_stored(
-        &self,
-        store: &dyn DeploymentStore,
-        digest: &str,
-    ) -> Result<CompiledComponent, Error> {
-        if let Some(path) = store.precompiled(digest, &self.inner.engine_key) {
-            match deserialize(&self.inner.engine, &path) {
-                Ok(component) => return self.prepare(component, digest),
-                Err(e) => tracing::warn!(path = %path.display(), error = %e, "recompiling"),
-            }
-        }
-        let bytes = store.get_component(digest)?;
-        if content_digest(&bytes) != digest {
-            return Err(Error::Store(format!(
-                "component {digest} is corrupt (hash mismatch)"
-            )));
-        }
-        let compiled = self.prepare(self.new_component(&bytes)?, digest)?;
-        self.store_precompiled(store, &compiled);
-        Ok(compiled)
-    }
-
-    fn restore(&self, store: &dyn DeploymentStore) -> Result<(), Error> {
-        let state = store.load()?;
-        let mut entries = BTreeMap::new();
-        for (name, stored) in state.deployments {
-            let mut versions = Vec::new();
-            for v in &stored.versions {
-                let component = self.load_stored(store, &v.component)?;
-                let mut limits = Limits::default()
-                    .cpu_time(Duration::from_millis(v.cpu_ms))
-                    .wall_time(Duration::from_millis(v.wall_ms))
-                    .memory(v.memory);
-                for (key, value) in &v.limits {
-                    limits
-                        .set(key, *value)
-                        .map_err(|e| Error::Store(format!("deployment '{name}': {e}")))?;
-                }
-                let mut config = DeploymentConfig::new(name.clone(), component).limits(limits);
-                for origin in &v.allow {
-                    config
-                        .allow
-                        .push(origin.parse().map_err(|e: InvalidOrigin| {
-                            Error::Store(format!("deployment '{name}': {e}"))
-                        })?);
-                }
-                for route in &v.routes {
-                    config.routes.push(route.parse()?);
-                }
-                config.vars = v.vars.clone();
-                let mut deployment = Deployment::new(config, v.created);
-                deployment.version = v.version;
-                versions.push(Arc::new(deployment));
-            }
-            let live = versions
-                .iter()
-                .find(|d| d.version == stored.live)
-                .cloned()
-                .ok_or_else(|| {
-                    Error::Store(format!(
-                        "deployment '{name}' has no live version {}",
-                        stored.live
-                    ))
-                })?;
-            entries.insert(name, Entry { versions, live });
-        }
-        self.inner
-            .registry
-            .apply(Change::Restore(entries), |_| Ok(()))?;
-        Ok(())
-    }
-
-    /// Commits a new table to the store, if there is one.
-    fn persist(&self, by_name: &BTreeMap<String, Entry>) -> Result<(), Error> {
-        let Some(store) = &self.inner.options.store else {
-            return Ok(());
-        };
-        let mut state = StoredState {
-            format: 1,
-            ..StoredState::default()
-        };
-        for (name, entry) in by_name {
-            let versions = entry
-                .versions
-                .iter()
-                .map(|d| StoredVersion {
-                    version: d.version,
-                    component: d.component.digest.to_string(),
-                    routes: d.routes.iter().map(ToString::to_string).collect(),
-                    vars: d.vars.clone(),
-                    cpu_ms: u64::try_from(d.limits.cpu_time.as_millis()).unwrap_or(u64::MAX),
-                    wall_ms: u64::try_from(d.limits.wall_time.as_millis()).unwrap_or(u64::MAX),
-                    memory: d.limits.memory,
-                    limits: d
-                        .limits
-                        .entries()
-                        .into_iter()
-                        .map(|(k, v)| (k.to_owned(), v))
-                        .collect(),
-                    allow: d.allow.iter().map(ToString::to_string).collect(),
-                    created: d.created,
-                })
-                .collect();
-            state.deployments.insert(
-                name.clone(),
-                StoredDeployment {
-                    live: entry.live.version,
-                    versions,
-                },
-            );
-        }
-        store.save(&state)
-    }
-
-    fn prepare(&self, component: Component, digest: &str) -> Result<CompiledComponent, Error> {
+    pub(crate) fn prepare(&self, component: Component, digest: &str) -> Result<CompiledComponent, Error> {
         let instance_pre =
             self.inner
                 .linker
@@ -471,9 +346,10 @@ impl Runtime {
         let created = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let change = Change::Deploy {
-            deployment: Box::new(Deployment::new(config, created)),
-            keep: self.inner.options.keep_versions,
+        let keep = self.inner.options.keep_versions;
+        let change = || Change::Deploy {
+            deployment: Box::new(Deployment::new(config.clone(), created)),
+            keep,
         };
         let info = self
             .apply(change)?
@@ -490,7 +366,7 @@ impl Runtime {
     /// Makes an earlier kept version live again, instantly (it is still compiled): version
     /// `to`, or the one before the live version when `to` is `None`.
     pub fn rollback(&self, name: &str, to: Option<u64>) -> Result<DeploymentInfo, Error> {
-        self.apply(Change::Rollback {
+        self.apply(|| Change::Rollback {
             name: name.to_owned(),
             to,
         })?
@@ -499,18 +375,10 @@ impl Runtime {
 
     /// Removes a deployment and all its versions.
     pub fn remove(&self, name: &str) -> Result<(), Error> {
-        self.apply(Change::Remove {
+        self.apply(|| Change::Remove {
             name: name.to_owned(),
         })
         .map(|_| ())
-    }
-
-    /// Applies a change, persisting it first when there is a store. Deploys and rollbacks
-    /// answer with the deployment as it now is.
-    fn apply(&self, change: Change) -> Result<Option<DeploymentInfo>, Error> {
-        self.inner
-            .registry
-            .apply(change, |by_name| self.persist(by_name))
     }
 
     /// The live deployments, by name.
@@ -555,7 +423,7 @@ fn engine_key(engine: &Engine) -> String {
 }
 
 #[allow(unsafe_code)]
-fn deserialize(engine: &Engine, path: &std::path::Path) -> Result<Component, Error> {
+pub(crate) fn deserialize(engine: &Engine, path: &std::path::Path) -> Result<Component, Error> {
     // SAFETY: `path` is a precompiled artifact that this host wrote into its own store with
     // `Component::serialize` (see `store_precompiled`); wasmtime also checks the header
     // against the engine's configuration before using it.

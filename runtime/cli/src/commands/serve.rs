@@ -9,7 +9,7 @@ use clap::Args;
 use opentelemetry_appender_tracing::layer::OpenTelemetryTracingBridge;
 use virga::config::Config;
 use virga::server::{AdminOptions, Server, TlsIdentity, load_or_create_token};
-use virga::store::{LocalStore, content_digest};
+use virga::store::content_digest;
 use virga::{DeploymentConfig, GuestOutput, Runtime};
 
 /// Arguments of `virga serve`.
@@ -27,8 +27,10 @@ pub(crate) async fn run(args: ServeArgs, log_bridge: crate::LogBridge) -> Result
     };
     let server_config = &config.server;
     let state_dir = &server_config.state_dir;
-    let store = LocalStore::open(state_dir)
-        .with_context(|| format!("opening the state directory {}", state_dir.display()))?;
+    let store = config
+        .store
+        .open(state_dir, &format!("virga pid {}", std::process::id()))
+        .with_context(|| format!("opening the store (state in {})", state_dir.display()))?;
     let telemetry = config
         .telemetry
         .builder()?
@@ -48,7 +50,7 @@ pub(crate) async fn run(args: ServeArgs, log_bridge: crate::LogBridge) -> Result
     builder
         .telemetry(telemetry.clone())
         .guest_output(guest_output)
-        .store(Arc::new(store))
+        .store(store)
         .keep_versions(server_config.keep_versions)
         .max_instances(server_config.max_instances)
         .extra_root_certificates(config.fetch.load_ca_certs()?)

@@ -6,12 +6,12 @@ use std::process::{Command, Stdio};
 
 use super::{Running, get, get_with, send, tempdir, virga};
 
-const TOKEN: &str = "test-token-0123456789";
+pub(super) const TOKEN: &str = "test-token-0123456789";
 
-struct Host {
+pub(super) struct Host {
     running: Running,
     http: String,
-    admin: String,
+    pub(super) admin: String,
     dir: PathBuf,
 }
 
@@ -33,7 +33,7 @@ fn write_config(dir: &Path, token: Option<&str>, extra: &str) -> PathBuf {
     config
 }
 
-fn serve(dir: &Path, extra: &str) -> Host {
+pub(super) fn serve(dir: &Path, extra: &str) -> Host {
     start(&write_config(dir, Some(TOKEN), extra), dir)
 }
 
@@ -77,7 +77,7 @@ fn start_with_env(config: &Path, dir: &Path, env: &[(&str, &str)]) -> Host {
 
 impl Host {
     /// Runs a client command against this host; returns (success, stdout, stderr).
-    fn cli(&self, args: &[&str]) -> (bool, String, String) {
+    pub(super) fn cli(&self, args: &[&str]) -> (bool, String, String) {
         let out = virga()
             .args(args)
             .args(["--admin", &self.admin, "--token", TOKEN])
@@ -90,7 +90,7 @@ impl Host {
         )
     }
 
-    fn body(&self, path: &str) -> String {
+    pub(super) fn body(&self, path: &str) -> String {
         let response = get(&self.http, path);
         response.split("\r\n\r\n").nth(1).unwrap_or("").to_owned()
     }

@@ -2,7 +2,7 @@
 //!
 //! | method | path | does |
 //! |---|---|---|
-//! | GET | `/v1/health` | `{"status":"ok"}` (no token needed, for probes) |
+//! | GET | `/v1/health` | `{"status":"ok","store":{"revision":N}}`, or `"degraded"` with the store's reason (no token needed, for probes; 200 either way: a degraded host still serves) |
 //! | GET | `/v1/deployments` | list deployments with their kept versions |
 //! | PUT | `/v1/deployments/{name}?route=R&route=R2&var=K=V&allow=ORIGIN&LIMIT=N` | body: the component; deploys it as a new version (LIMIT: any key of `Limits::set`, e.g. `cpu_ms`, `memory_mib`, `subrequests`) |
 //! | POST | `/v1/deployments/{name}/rollback[?to=N]` | makes version N (default: the previous one) live |
@@ -153,7 +153,7 @@ where
     let path = request.uri().path().to_owned();
     let method = request.method().clone();
     if method == Method::GET && path == "/v1/health" {
-        return reply(StatusCode::OK, json!({ "status": "ok" }));
+        return health(&runtime);
     }
     if !authorized(&options, &request) {
         let mut response = error(
@@ -207,15 +207,20 @@ where
                     }
                 }
             }
-            match runtime.rollback(name, to) {
+            let name = (*name).to_owned();
+            // A shared store makes this a network round trip: off the async workers.
+            match blocking(move || runtime.rollback(&name, to)).await {
                 Ok(info) => reply(StatusCode::OK, info_json(&info)),
                 Err(e) => from_error(&e),
             }
         }
-        (&Method::DELETE, ["v1", "deployments", name]) => match runtime.remove(name) {
-            Ok(()) => reply(StatusCode::OK, json!({ "deleted": name })),
-            Err(e) => from_error(&e),
-        },
+        (&Method::DELETE, ["v1", "deployments", name]) => {
+            let owned = (*name).to_owned();
+            match blocking(move || runtime.remove(&owned)).await {
+                Ok(()) => reply(StatusCode::OK, json!({ "deleted": name })),
+                Err(e) => from_error(&e),
+            }
+        }
         (
             _,
             ["v1", "deployments"] | ["v1", "deployments", _] | ["v1", "deployments", _, "rollback"],
@@ -225,6 +230,29 @@ where
         ),
         _ => error(StatusCode::NOT_FOUND, format!("no admin endpoint {path}")),
     }
+}
+
+/// Runs a change on a blocking thread (a shared store commits over the network).
+async fn blocking<T: Send + 'static>(
+    change: impl FnOnce() -> Result<T, crate::Error> + Send + 'static,
+) -> Result<T, crate::Error> {
+    tokio::task::spawn_blocking(change)
+        .await
+        .unwrap_or_else(|e| Err(crate::Error::Engine(format!("the change failed: {e}"))))
+}
+
+/// `GET /v1/health`: 200 while the host serves, `"degraded"` (with the reason) when its
+/// deployment store cannot be reached or followed: it still serves its last state.
+fn health(runtime: &Runtime) -> Response<Body> {
+    let store = runtime.store_health();
+    let body = match &store.degraded {
+        None => json!({ "status": "ok", "store": { "revision": store.revision } }),
+        Some(reason) => json!({
+            "status": "degraded",
+            "store": { "revision": store.revision, "degraded": reason },
+        }),
+    };
+    reply(StatusCode::OK, body)
 }
 
 /// Reads a body whole if it is at most `limit` bytes; `None` (having stopped reading) when

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::Error;
 use crate::server::write_atomically;
-use crate::store::{DeploymentStore, StoredState, is_digest};
+use crate::store::{DeploymentStore, Snapshot, StoredState, is_digest};
 
 /// A [`DeploymentStore`] in a local directory.
 #[derive(Debug, Clone)]
@@ -87,19 +87,23 @@ impl DeploymentStore for LocalStore {
         write_atomically(&dir.join(format!("{digest}.cwasm")), bytes)
     }
 
-    fn load(&self) -> Result<StoredState, Error> {
+    /// The state, at revision 0: this store has one writer, so it keeps no revisions.
+    fn load(&self) -> Result<Snapshot, Error> {
         let path = self.dir.join("deployments.json");
-        match std::fs::read(&path) {
+        let state = match std::fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| Error::Store(format!("{} is unreadable: {e}", path.display()))),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(StoredState::default()),
-            Err(e) => Err(Error::io(format!("reading {}", path.display()), e)),
-        }
+                .map_err(|e| Error::Store(format!("{} is unreadable: {e}", path.display())))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => StoredState::default(),
+            Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
+        };
+        Ok(Snapshot::new(state, 0))
     }
 
-    fn save(&self, state: &StoredState) -> Result<(), Error> {
+    /// Replaces the state; `base` is not checked (one writer), the answer is `base + 1`.
+    fn save(&self, state: &StoredState, base: u64) -> Result<u64, Error> {
         let bytes = serde_json::to_vec_pretty(state)
             .map_err(|e| Error::Store(format!("encoding the state: {e}")))?;
-        write_atomically(&self.dir.join("deployments.json"), &bytes)
+        write_atomically(&self.dir.join("deployments.json"), &bytes)?;
+        Ok(base + 1)
     }
 }

@@ -240,7 +240,8 @@ pub(crate) struct Shared {
     pub(crate) guest_log_lines: u32,
     pub(crate) guest_log_line_bytes: usize,
     meter: opentelemetry::metrics::Meter,
-    instances: std::sync::OnceLock<opentelemetry::metrics::ObservableGauge<i64>>,
+    /// The observable gauges read off the runtime (instances, store health).
+    instances: std::sync::OnceLock<Vec<opentelemetry::metrics::ObservableGauge<i64>>>,
     _dropped: opentelemetry::metrics::ObservableCounter<u64>,
     prometheus: Arc<ManualReader>,
     tracer_provider: Option<SdkTracerProvider>,
@@ -308,18 +309,45 @@ impl Telemetry {
     /// telemetry shared by several runtimes reports the first.
     pub(crate) fn observe_instances(&self, runtime: std::sync::Weak<crate::runtime::Inner>) {
         self.inner.instances.get_or_init(|| {
-            self.inner
-                .meter
-                .i64_observable_gauge("virga.instances.live")
-                .with_description("Sandboxes running now")
-                .with_callback(move |observer| {
-                    if let Some(runtime) = runtime.upgrade() {
-                        for (deployment, count) in runtime.registry.live_instances() {
-                            observer.observe(count, &[deployment]);
+            let meter = &self.inner.meter;
+            let instances = runtime.clone();
+            let degraded = runtime.clone();
+            vec![
+                meter
+                    .i64_observable_gauge("virga.instances.live")
+                    .with_description("Sandboxes running now")
+                    .with_callback(move |observer| {
+                        if let Some(runtime) = instances.upgrade() {
+                            for (deployment, count) in runtime.registry.live_instances() {
+                                observer.observe(count, &[deployment]);
+                            }
                         }
-                    }
-                })
-                .build()
+                    })
+                    .build(),
+                meter
+                    .i64_observable_gauge("virga.store.degraded")
+                    .with_description(
+                        "1 while the deployment store cannot be reached or followed \
+                         (the host serves its last state), else 0",
+                    )
+                    .with_callback(move |observer| {
+                        if let Some(inner) = degraded.upgrade() {
+                            let health = crate::Runtime { inner }.store_health();
+                            observer.observe(i64::from(health.degraded.is_some()), &[]);
+                        }
+                    })
+                    .build(),
+                meter
+                    .i64_observable_gauge("virga.store.revision")
+                    .with_description("The store revision this host's deployments are at")
+                    .with_callback(move |observer| {
+                        if let Some(runtime) = runtime.upgrade() {
+                            let revision = runtime.registry.revision();
+                            observer.observe(i64::try_from(revision).unwrap_or(i64::MAX), &[]);
+                        }
+                    })
+                    .build(),
+            ]
         });
     }
 

@@ -6,6 +6,7 @@
 mod abuse;
 mod crypto;
 mod embedding;
+mod fleet;
 mod fetch;
 mod h3;
 mod h3client;

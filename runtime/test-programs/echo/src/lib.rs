@@ -1,6 +1,7 @@
 //! `POST /echo`: streams the request body back unchanged (spliced in the host).
 //! `GET /generate?bytes=N`: streams N bytes of a repeating pattern, written in 64 KiB pieces.
 //! `POST /sha`: reads the body in chunks and answers its length and a checksum.
+//! `GET /env?NAME`: answers the deployment variable NAME (empty when it is not set).
 use virga_sdk::{Body, Request, Response, Result, http};
 
 #[virga_sdk::handler]
@@ -24,6 +25,7 @@ fn handle(request: Request) -> Result<Response> {
                 Ok(())
             })))
         }
+        "/env" => Ok(Response::new(std::env::var(&query).unwrap_or_default().into())),
         "/sum" => {
             let mut body = request.into_body();
             let (mut len, mut sum) = (0u64, 0u64);

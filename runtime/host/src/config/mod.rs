@@ -11,6 +11,10 @@ use crate::error::Error;
 use crate::limits::Limits;
 use crate::telemetry::{OtlpExport, OtlpProtocol, Telemetry, TelemetryBuilder};
 
+mod store;
+
+pub use store::{StoreConfig, StoreKind};
+
 /// The whole configuration file.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -34,6 +38,9 @@ pub struct Config {
     /// OpenTelemetry export and guest logs.
     #[serde(default)]
     pub telemetry: TelemetryConfig,
+    /// Where deployments are kept: this host's state directory, or NATS JetStream.
+    #[serde(default)]
+    pub store: StoreConfig,
 }
 
 /// `[telemetry]`. Without `otlp_endpoint` the standard `OTEL_EXPORTER_OTLP_*` variables
@@ -472,6 +479,7 @@ impl Config {
             .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
         let mut config = Self::parse(&text, &path.display().to_string())?;
         let base = path.parent().unwrap_or(Path::new("."));
+        config.store.resolve(base);
         for ca in &mut config.fetch.ca_certs {
             if ca.is_relative() {
                 *ca = base.join(&*ca);
@@ -512,6 +520,7 @@ impl Config {
         if let Err(Error::Config(e)) = self.cache.capacity() {
             return fail(e);
         }
+        self.store.check().or_else(fail)?;
         // The environment is not consulted here: only what the file says is checked.
         if let Err(Error::Config(e)) = self.telemetry.otlp_with_env(|_| None) {
             return fail(format!("[telemetry]: {e}"));
@@ -643,7 +652,7 @@ mod tests {
 
     #[test]
     fn the_example_config_parses() {
-        let text = include_str!("../../../virga.example.toml");
+        let text = include_str!("../../../../virga.example.toml");
         let config = Config::parse(text, "virga.example.toml").unwrap();
         assert_eq!(config.server.admin, default_admin());
         assert_eq!(config.deployments.len(), 1);
@@ -652,7 +661,7 @@ mod tests {
 
     #[test]
     fn the_samples_config_parses() {
-        let config = Config::parse(include_str!("../../../samples/virga.toml"), "samples").unwrap();
+        let config = Config::parse(include_str!("../../../../samples/virga.toml"), "samples").unwrap();
         assert_eq!(config.deployments[0].name, "hello");
     }
 
@@ -708,6 +717,33 @@ mod tests {
                 "invalid value",
             ),
             ("[server", "unclosed table"),
+            ("[store]\nkind = \"redis\"", "unknown variant `redis`"),
+            ("[store]\nbucket = \"x\"", "unknown field `bucket`"),
+            (
+                "[store]\nservers = [\"nats://n1:4222\"]",
+                "NATS settings need kind = \"nats\"",
+            ),
+            (
+                "[store]\nkind = \"nats\"\nservers = []",
+                "servers must name at least one NATS server",
+            ),
+            (
+                "[store]\nkind = \"nats\"\nreplicas = 7",
+                "replicas must be between 1 and 5, not 7",
+            ),
+            (
+                "[store]\nkind = \"nats\"\ntimeout_ms = 0",
+                "timeout_ms and poll_ms must be at least 1",
+            ),
+            (
+                "[store]\nkind = \"nats\"\nuser = \"u\"",
+                "set both user and password",
+            ),
+            (
+                "[store]\nkind = \"nats\"\ntls_cert = \"c.pem\"",
+                "[store]: set both tls_cert and tls_key",
+            ),
+            ("[store]\nreplicas = -1", "invalid value"),
             (
                 "[cache]\ncapacity_mib = 0",
                 "capacity_mib must be between 1",

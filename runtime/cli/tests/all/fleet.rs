@@ -1,0 +1,245 @@
+//! Fleet mode: three `virga serve` hosts sharing deployments through a real three-node NATS
+//! JetStream cluster (Debian's `nats-server`, which `scripts/test` installs), on loopback.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::serve::{Host, TOKEN, serve};
+use super::{Running, get, tempdir};
+
+/// A JetStream cluster of `nats-server` processes on loopback ports.
+struct NatsCluster {
+    dir: PathBuf,
+    /// (client, cluster, monitoring) ports per node.
+    ports: Vec<(u16, u16, u16)>,
+    nodes: Vec<Option<Running>>,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl NatsCluster {
+    fn start(dir: &Path, size: usize) -> Self {
+        let ports = (0..size)
+            .map(|_| (free_port(), free_port(), free_port()))
+            .collect();
+        let mut cluster = Self {
+            dir: dir.to_path_buf(),
+            ports,
+            nodes: (0..size).map(|_| None).collect(),
+        };
+        for node in 0..size {
+            cluster.start_node(node);
+        }
+        cluster.wait_ready();
+        cluster
+    }
+
+    fn start_node(&mut self, node: usize) {
+        let (client, cluster, monitor) = self.ports[node];
+        let routes: Vec<String> = self
+            .ports
+            .iter()
+            .map(|(_, c, _)| format!("\"nats://127.0.0.1:{c}\""))
+            .collect();
+        let store = self.dir.join(format!("n{node}"));
+        let config = self.dir.join(format!("n{node}.conf"));
+        std::fs::write(
+            &config,
+            format!(
+                "server_name: n{node}\nlisten: 127.0.0.1:{client}\nhttp: 127.0.0.1:{monitor}\n\
+                 jetstream {{ store_dir: \"{}\" }}\n\
+                 cluster {{ name: virga-test, listen: 127.0.0.1:{cluster}, routes: [{}] }}\n",
+                store.display(),
+                routes.join(", ")
+            ),
+        )
+        .unwrap();
+        let child = Command::new("nats-server")
+            .arg("-c")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot run nats-server ({e}): scripts/test installs it (apt-get install nats-server)")
+            });
+        self.nodes[node] = Some(Running(child));
+    }
+
+    /// Waits until every running node reports JetStream healthy.
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        for (node, (_, _, monitor)) in self.ports.iter().enumerate() {
+            if self.nodes[node].is_none() {
+                continue;
+            }
+            let url = format!("http://127.0.0.1:{monitor}");
+            loop {
+                let healthy = std::net::TcpStream::connect(("127.0.0.1", *monitor)).is_ok()
+                    && get(&url, "/healthz").starts_with("HTTP/1.1 200");
+                if healthy {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "NATS node {node} never got healthy");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+    }
+
+    fn kill(&mut self, node: usize) {
+        self.nodes[node] = None;
+    }
+
+    /// The `[store]` section of hosts using this cluster.
+    fn store_section(&self) -> String {
+        let servers: Vec<String> = self
+            .ports
+            .iter()
+            .map(|(c, _, _)| format!("\"nats://127.0.0.1:{c}\""))
+            .collect();
+        format!(
+            "[store]\nkind = \"nats\"\nservers = [{}]\nreplicas = 3\ntimeout_ms = 4000\n\
+             poll_ms = 250\n",
+            servers.join(", ")
+        )
+    }
+}
+
+/// Deploys the echo guest as `app` on every host with `V=value` through `host`'s admin API.
+fn deploy_version(host: &Host, value: &str) {
+    let (ok, out, err) = host.cli(&[
+        "deploy",
+        virga_test_artifacts::ECHO,
+        "--name",
+        "app",
+        "--route",
+        "*/*",
+        "--var",
+        &format!("V={value}"),
+    ]);
+    assert!(ok, "deploy V={value}: {out}{err}");
+}
+
+/// Waits until every host answers `V=value`; returns how long that took.
+fn converged(hosts: &[&Host], value: &str, within: Duration) -> Duration {
+    let start = Instant::now();
+    for (i, host) in hosts.iter().enumerate() {
+        loop {
+            if host.body("/env?V") == value {
+                break;
+            }
+            assert!(
+                start.elapsed() < within,
+                "host {i} still answers {:?}, not {value:?}, after {within:?}; health: {}",
+                host.body("/env?V"),
+                health(host)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    start.elapsed()
+}
+
+fn health(host: &Host) -> String {
+    let response = get(&host.admin, "/v1/health");
+    response.split("\r\n\r\n").nth(1).unwrap_or("").to_owned()
+}
+
+#[test]
+fn three_hosts_converge_through_a_jetstream_cluster_and_survive_losing_it() {
+    let dir = tempdir("fleet");
+    let mut nats = NatsCluster::start(&dir.join("nats"), 3);
+    let store = nats.store_section();
+    let host_dirs: Vec<PathBuf> = (0..4).map(|i| dir.join(format!("host{i}"))).collect();
+    for d in &host_dirs {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    let hosts: Vec<Host> = host_dirs[..3].iter().map(|d| serve(d, &store)).collect();
+    let all: Vec<&Host> = hosts.iter().collect();
+    let within = Duration::from_secs(2);
+
+    // A deploy through host 1 is served by all three within 2 s; so are the next one and a
+    // rollback.
+    deploy_version(&hosts[0], "1");
+    converged(&all, "1", within);
+    deploy_version(&hosts[0], "2");
+    converged(&all, "2", within);
+    let (ok, out, err) = hosts[0].cli(&["rollback", "app"]);
+    assert!(ok, "rollback: {out}{err}");
+    converged(&all, "1", within);
+    // A deploy through another host reaches the rest just as well.
+    deploy_version(&hosts[2], "3");
+    converged(&all, "3", within);
+    for host in &hosts {
+        assert!(health(host).contains("\"status\":\"ok\""), "{}", health(host));
+    }
+
+    // One NATS node down: deploys go on and converge.
+    nats.kill(0);
+    deploy_version(&hosts[0], "4");
+    converged(&all, "4", Duration::from_secs(5));
+
+    // Every NATS node down: every host keeps serving its state, says it is degraded, and
+    // refuses changes with a clear error rather than forking.
+    nats.kill(1);
+    nats.kill(2);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for host in &hosts {
+        while !health(host).contains("\"status\":\"degraded\"") {
+            assert!(Instant::now() < deadline, "never degraded: {}", health(host));
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(health(host).contains("NATS"), "{}", health(host));
+        assert_eq!(host.body("/env?V"), "4");
+        let metrics = super::send(
+            &host.admin,
+            "GET",
+            "/metrics",
+            &format!("Authorization: Bearer {TOKEN}\r\n"),
+        );
+        assert!(metrics.contains("virga_store_degraded 1"), "{metrics}");
+    }
+    let (ok, out, err) = hosts[1].cli(&[
+        "deploy",
+        virga_test_artifacts::ECHO,
+        "--name",
+        "app",
+        "--route",
+        "*/*",
+        "--var",
+        "V=lost",
+    ]);
+    assert!(!ok, "a deploy without NATS must fail: {out}");
+    assert!(err.contains("503") && err.contains("NATS"), "{err}");
+    converged(&all, "4", within);
+
+    // NATS back: the hosts recover, and a new deploy converges again.
+    for node in 0..3 {
+        nats.start_node(node);
+    }
+    nats.wait_ready();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for host in &hosts {
+        while !health(host).contains("\"status\":\"ok\"") {
+            assert!(Instant::now() < deadline, "never recovered: {}", health(host));
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    deploy_version(&hosts[1], "5");
+    converged(&all, "5", within);
+
+    // A host started fresh while NATS is up catches up to the current state.
+    let fresh = serve(&host_dirs[3], &store);
+    converged(&[&fresh], "5", within);
+    let listed = fresh.cli(&["list"]);
+    assert!(listed.0, "{listed:?}");
+    assert!(listed.1.contains("app"), "{}", listed.1);
+}

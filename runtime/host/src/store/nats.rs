@@ -1,0 +1,701 @@
+//! Fleet mode: a [`DeploymentStore`] many hosts share through NATS JetStream.
+//!
+//! ```text
+//! object store  <object_bucket>/<sha256>   component bytes, content-addressed
+//! key-value     <kv_bucket>/state          the deployment metadata (StoredState as JSON);
+//!                                          its revision orders every change (compare-and-set)
+//! CACHE_DIR/components, compiled/          this host's copies, as in LocalStore
+//! CACHE_DIR/fleet-state.json               the last state this host read or wrote
+//! ```
+//!
+//! Every host watches the `state` key and applies each newer revision (the runtime's follower
+//! does, see [`DeploymentStore::watch`]). A host that cannot reach NATS keeps serving the last
+//! state it had, starts from its cached copy, reports itself degraded, refuses changes, and
+//! catches up when NATS is back.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_nats::jetstream;
+use async_nats::jetstream::kv;
+use async_nats::jetstream::object_store::{self, ObjectStore};
+use bytes::Bytes;
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncReadExt;
+use tokio::sync::{OnceCell, watch};
+
+use crate::error::Error;
+use crate::server::write_atomically;
+use crate::store::{DeploymentStore, LocalStore, Snapshot, StoredState, is_digest};
+
+/// The key holding the deployment metadata in the key-value bucket.
+const STATE_KEY: &str = "state";
+
+/// Configures a [`NatsStore`]. Every setter documents its default.
+#[derive(Clone, Debug)]
+pub struct NatsStoreBuilder {
+    servers: Vec<String>,
+    credentials: Option<PathBuf>,
+    token: Option<String>,
+    user: Option<(String, String)>,
+    root_certificates: Vec<PathBuf>,
+    client_certificate: Option<(PathBuf, PathBuf)>,
+    require_tls: bool,
+    kv_bucket: String,
+    object_bucket: String,
+    replicas: usize,
+    timeout: Duration,
+    poll: Duration,
+    name: String,
+}
+
+impl Default for NatsStoreBuilder {
+    fn default() -> Self {
+        Self {
+            servers: vec!["nats://127.0.0.1:4222".into()],
+            credentials: None,
+            token: None,
+            user: None,
+            root_certificates: Vec::new(),
+            client_certificate: None,
+            require_tls: false,
+            kv_bucket: "virga-deployments".into(),
+            object_bucket: "virga-components".into(),
+            replicas: 1,
+            timeout: Duration::from_secs(5),
+            poll: Duration::from_secs(1),
+            name: "virga".into(),
+        }
+    }
+}
+
+impl NatsStoreBuilder {
+    /// The NATS servers to connect to (`nats://host:port`, `tls://host:port`); the client
+    /// moves between them as they fail. Default: `nats://127.0.0.1:4222`.
+    pub fn servers(&mut self, servers: impl IntoIterator<Item = impl Into<String>>) -> &mut Self {
+        self.servers = servers.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Authenticates with a `.creds` file (user JWT and NKey seed). Default: none.
+    pub fn credentials(&mut self, path: impl Into<PathBuf>) -> &mut Self {
+        self.credentials = Some(path.into());
+        self
+    }
+
+    /// Authenticates with a token. Default: none.
+    pub fn token(&mut self, token: impl Into<String>) -> &mut Self {
+        self.token = Some(token.into());
+        self
+    }
+
+    /// Authenticates with a user name and password. Default: none.
+    pub fn user_and_password(
+        &mut self,
+        user: impl Into<String>,
+        password: impl Into<String>,
+    ) -> &mut Self {
+        self.user = Some((user.into(), password.into()));
+        self
+    }
+
+    /// Trusts the CA certificates in this PEM file for the servers' TLS. Default: the
+    /// webpki roots only.
+    pub fn root_certificates(&mut self, path: impl Into<PathBuf>) -> &mut Self {
+        self.root_certificates.push(path.into());
+        self
+    }
+
+    /// Presents this client certificate and key (PEM files) for mutual TLS. Default: none.
+    pub fn client_certificate(
+        &mut self,
+        cert: impl Into<PathBuf>,
+        key: impl Into<PathBuf>,
+    ) -> &mut Self {
+        self.client_certificate = Some((cert.into(), key.into()));
+        self
+    }
+
+    /// Refuses servers that do not speak TLS. Default: false (a `tls://` URL requires it).
+    pub fn require_tls(&mut self, required: bool) -> &mut Self {
+        self.require_tls = required;
+        self
+    }
+
+    /// The key-value bucket of the deployment metadata, created if missing. Default:
+    /// `virga-deployments`.
+    pub fn kv_bucket(&mut self, bucket: impl Into<String>) -> &mut Self {
+        self.kv_bucket = bucket.into();
+        self
+    }
+
+    /// The object store bucket of the components, created if missing. Default:
+    /// `virga-components`.
+    pub fn object_bucket(&mut self, bucket: impl Into<String>) -> &mut Self {
+        self.object_bucket = bucket.into();
+        self
+    }
+
+    /// How many JetStream servers keep a copy of each bucket when this host creates them
+    /// (1 to 5; 3 for a three-node cluster that must survive losing one). Default: 1.
+    pub fn replicas(&mut self, replicas: usize) -> &mut Self {
+        self.replicas = replicas.clamp(1, 5);
+        self
+    }
+
+    /// How long one NATS operation may take before it counts as failed (the store is then
+    /// degraded). Default: 5 s.
+    pub fn timeout(&mut self, timeout: Duration) -> &mut Self {
+        self.timeout = timeout.max(Duration::from_millis(100));
+        self
+    }
+
+    /// How often the store checks the current revision besides watching it (how soon a
+    /// host notices that NATS is gone or back). Default: 1 s.
+    pub fn poll_interval(&mut self, poll: Duration) -> &mut Self {
+        self.poll = poll.max(Duration::from_millis(50));
+        self
+    }
+
+    /// The connection name NATS monitoring shows for this host. Default: `virga`.
+    pub fn connection_name(&mut self, name: impl Into<String>) -> &mut Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Opens the store, keeping this host's copies in `cache_dir`. Waits for NATS at most the
+    /// [`timeout`](Self::timeout): beyond, the client goes on connecting (and later
+    /// reconnecting) in the background, and until it has, the store reads the cached state
+    /// and reports itself degraded.
+    pub fn open(&self, cache_dir: impl Into<PathBuf>) -> Result<NatsStore, Error> {
+        let cache = LocalStore::open(cache_dir)?;
+        if self.servers.is_empty() {
+            return Err(Error::Config("store: give at least one NATS server".into()));
+        }
+        for bucket in [&self.kv_bucket, &self.object_bucket] {
+            let valid = !bucket.is_empty()
+                && bucket
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            if !valid {
+                return Err(Error::Config(format!(
+                    "store: invalid bucket name '{bucket}' (use A-Z, a-z, 0-9, '-' and '_')"
+                )));
+            }
+        }
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("virga-nats")
+            .enable_all()
+            .build()
+            .map_err(|e| Error::io("starting the NATS client", e))?;
+        let client = runtime.block_on(async {
+            let client = self.connect().await?;
+            // A host started while NATS is up should start from the current state, not its
+            // cached copy: give the connection its timeout to come up.
+            let connecting = async {
+                while client.connection_state() != async_nats::connection::State::Connected {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            };
+            let _ = tokio::time::timeout(self.timeout, connecting).await;
+            Ok::<_, Error>(client)
+        })?;
+        // The JetStream context spawns its acknowledgement task on the current runtime.
+        let _entered = runtime.enter();
+        let mut jetstream = jetstream::new(client.clone());
+        jetstream.set_timeout(self.timeout);
+        let cached = read_cached(&cache);
+        let (revisions, receiver) = watch::channel(cached.revision);
+        let shared = Arc::new(Shared {
+            client,
+            jetstream,
+            buckets: OnceCell::new(),
+            kv_bucket: self.kv_bucket.clone(),
+            object_bucket: self.object_bucket.clone(),
+            replicas: self.replicas,
+            timeout: self.timeout,
+            cache,
+            degraded: Mutex::new(Some("connecting to NATS".into())),
+            revisions,
+        });
+        runtime.spawn(watch_revisions(shared.clone(), self.poll));
+        Ok(NatsStore {
+            shared,
+            runtime: Some(runtime),
+            receiver,
+        })
+    }
+
+    async fn connect(&self) -> Result<async_nats::Client, Error> {
+        let mut options = async_nats::ConnectOptions::new()
+            .name(&self.name)
+            .retry_on_initial_connect()
+            .max_reconnects(None)
+            .connection_timeout(self.timeout)
+            .reconnect_delay_callback(|attempts| {
+                Duration::from_millis(100 * attempts.min(10) as u64)
+            })
+            .require_tls(self.require_tls);
+        if let Some(path) = &self.credentials {
+            options = options.credentials_file(path).await.map_err(|e| {
+                Error::Config(format!(
+                    "store: NATS credentials {}: {e}",
+                    path.display()
+                ))
+            })?;
+        }
+        if let Some(token) = &self.token {
+            options = options.token(token.clone());
+        }
+        if let Some((user, password)) = &self.user {
+            options = options.user_and_password(user.clone(), password.clone());
+        }
+        for path in &self.root_certificates {
+            options = options.add_root_certificates(path.clone());
+        }
+        if let Some((cert, key)) = &self.client_certificate {
+            options = options.add_client_certificate(cert.clone(), key.clone());
+        }
+        options
+            .connect(self.servers.clone())
+            .await
+            .map_err(|e| Error::Config(format!("store: NATS servers: {e}")))
+    }
+}
+
+/// A [`DeploymentStore`] in NATS JetStream, shared by a fleet of hosts. See the module
+/// documentation for the layout and the failure behaviour.
+pub struct NatsStore {
+    shared: Arc<Shared>,
+    /// The client's own runtime (the store's trait is blocking; it may be called from any
+    /// thread). Shut down in the background when the store is dropped.
+    runtime: Option<tokio::runtime::Runtime>,
+    receiver: watch::Receiver<u64>,
+}
+
+struct Shared {
+    client: async_nats::Client,
+    jetstream: jetstream::Context,
+    buckets: OnceCell<Buckets>,
+    kv_bucket: String,
+    object_bucket: String,
+    replicas: usize,
+    timeout: Duration,
+    cache: LocalStore,
+    degraded: Mutex<Option<String>>,
+    revisions: watch::Sender<u64>,
+}
+
+struct Buckets {
+    kv: kv::Store,
+    objects: ObjectStore,
+}
+
+/// What `fleet-state.json` holds.
+#[derive(Default, Serialize, Deserialize)]
+struct Cached {
+    revision: u64,
+    state: StoredState,
+}
+
+impl NatsStore {
+    /// A builder with every default.
+    pub fn builder() -> NatsStoreBuilder {
+        NatsStoreBuilder::default()
+    }
+
+    /// Runs a NATS operation on the client's runtime and waits for it, at most the timeout
+    /// (the trait is blocking: callers are deploys on blocking threads and the follower).
+    fn block<T: Send + 'static>(
+        &self,
+        operation: impl Future<Output = Result<T, Error>> + Send + 'static,
+    ) -> Result<T, Error> {
+        let Some(runtime) = &self.runtime else {
+            return Err(Error::StoreUnavailable("the NATS client is shut down".into()));
+        };
+        let timeout = self.shared.timeout;
+        let task = runtime.spawn(async move {
+            tokio::time::timeout(timeout, operation)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(Error::StoreUnavailable(format!(
+                        "NATS did not answer within {} ms",
+                        timeout.as_millis()
+                    )))
+                })
+        });
+        futures::executor::block_on(task)
+            .map_err(|e| Error::StoreUnavailable(format!("the NATS operation failed: {e}")))?
+    }
+
+    /// Fails at once, without queueing anything, when the client is not connected: a write
+    /// queued while NATS is away could otherwise land after its caller was told it failed.
+    fn connected(&self) -> Result<(), Error> {
+        match self.shared.client.connection_state() {
+            async_nats::connection::State::Connected => Ok(()),
+            state => Err(Error::StoreUnavailable(format!(
+                "not connected to NATS ({state:?}); this host keeps serving revision {} \
+                 but cannot change it",
+                *self.receiver.borrow()
+            ))),
+        }
+    }
+}
+
+impl std::fmt::Debug for NatsStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NatsStore")
+            .field("kv_bucket", &self.shared.kv_bucket)
+            .field("object_bucket", &self.shared.object_bucket)
+            .field("cache", &self.shared.cache.dir())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for NatsStore {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+impl DeploymentStore for NatsStore {
+    fn put_component(&self, digest: &str, bytes: &[u8]) -> Result<(), Error> {
+        self.shared.cache.put_component(digest, bytes)?;
+        self.connected()?;
+        let shared = self.shared.clone();
+        let digest = digest.to_owned();
+        let bytes = Bytes::copy_from_slice(bytes);
+        self.block(async move {
+            let buckets = shared.buckets().await?;
+            match buckets.objects.info(&digest).await {
+                Ok(info) if !info.deleted => return Ok(()),
+                Ok(_) => {}
+                Err(e) if e.kind() == object_store::InfoErrorKind::NotFound => {}
+                Err(e) => return Err(shared.unavailable(format!("looking up component {digest}: {e}"))),
+            }
+            buckets
+                .objects
+                .put(digest.as_str(), &mut bytes.as_ref())
+                .await
+                .map_err(|e| shared.unavailable(format!("storing component {digest}: {e}")))?;
+            Ok(())
+        })
+    }
+
+    fn get_component(&self, digest: &str) -> Result<Vec<u8>, Error> {
+        if !is_digest(digest) {
+            return Err(Error::Store(format!("'{digest}' is not a SHA-256 digest")));
+        }
+        if let Ok(bytes) = self.shared.cache.get_component(digest) {
+            return Ok(bytes);
+        }
+        let shared = self.shared.clone();
+        let name = digest.to_owned();
+        let bytes = self.block(async move {
+            let buckets = shared.buckets().await?;
+            let mut object = buckets.objects.get(&name).await.map_err(|e| {
+                if e.kind() == object_store::GetErrorKind::NotFound {
+                    Error::Store(format!(
+                        "component {name} is not in the object store '{}'",
+                        shared.object_bucket
+                    ))
+                } else {
+                    shared.unavailable(format!("fetching component {name}: {e}"))
+                }
+            })?;
+            let mut bytes = Vec::new();
+            object
+                .read_to_end(&mut bytes)
+                .await
+                .map_err(|e| shared.unavailable(format!("fetching component {name}: {e}")))?;
+            Ok(bytes)
+        })?;
+        self.shared.cache.put_component(digest, &bytes)?;
+        Ok(bytes)
+    }
+
+    fn precompiled(&self, digest: &str, engine_key: &str) -> Option<PathBuf> {
+        self.shared.cache.precompiled(digest, engine_key)
+    }
+
+    fn put_precompiled(&self, digest: &str, engine_key: &str, bytes: &[u8]) -> Result<(), Error> {
+        self.shared.cache.put_precompiled(digest, engine_key, bytes)
+    }
+
+    /// The state in the key-value bucket; when NATS cannot be reached, the copy this host
+    /// cached (the store is then degraded).
+    fn load(&self) -> Result<Snapshot, Error> {
+        let shared = self.shared.clone();
+        let read = if self.connected().is_ok() {
+            self.block(async move {
+                let buckets = shared.buckets().await?;
+                let entry = buckets.kv.entry(STATE_KEY).await.map_err(|e| {
+                    shared.unavailable(format!("reading '{STATE_KEY}': {e}"))
+                })?;
+                Ok(entry)
+            })
+        } else {
+            Err(Error::StoreUnavailable("not connected to NATS".into()))
+        };
+        match read {
+            Ok(Some(entry)) if entry.operation == kv::Operation::Put => {
+                let state: StoredState = serde_json::from_slice(&entry.value).map_err(|e| {
+                    Error::Store(format!(
+                        "'{STATE_KEY}' at revision {} in bucket '{}' is unreadable: {e}",
+                        entry.revision, self.shared.kv_bucket
+                    ))
+                })?;
+                self.shared.healthy();
+                self.shared.cache_state(&state, entry.revision);
+                Ok(Snapshot::new(state, entry.revision))
+            }
+            Ok(_) => {
+                self.shared.healthy();
+                Ok(Snapshot::default())
+            }
+            Err(Error::StoreUnavailable(reason)) => {
+                self.shared.set_degraded(&reason);
+                let cached = read_cached(&self.shared.cache);
+                Ok(Snapshot::new(cached.state, cached.revision))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A compare-and-set of the `state` key against revision `base`.
+    fn save(&self, state: &StoredState, base: u64) -> Result<u64, Error> {
+        self.connected()?;
+        let value = Bytes::from(
+            serde_json::to_vec(state)
+                .map_err(|e| Error::Store(format!("encoding the state: {e}")))?,
+        );
+        let shared = self.shared.clone();
+        let revision = self.block(async move {
+            let buckets = shared.buckets().await?;
+            if base == 0 {
+                buckets
+                    .kv
+                    .create(STATE_KEY, value)
+                    .await
+                    .map_err(|e| match e.kind() {
+                        kv::CreateErrorKind::AlreadyExists => Error::StoreConflict { base },
+                        _ => shared.unavailable(format!("writing '{STATE_KEY}': {e}")),
+                    })
+            } else {
+                buckets
+                    .kv
+                    .update(STATE_KEY, value, base)
+                    .await
+                    .map_err(|e| match e.kind() {
+                        kv::UpdateErrorKind::WrongLastRevision => Error::StoreConflict { base },
+                        _ => shared.unavailable(format!("writing '{STATE_KEY}': {e}")),
+                    })
+            }
+        })?;
+        self.shared.cache_state(state, revision);
+        Ok(revision)
+    }
+
+    fn watch(&self) -> Option<watch::Receiver<u64>> {
+        Some(self.receiver.clone())
+    }
+
+    fn degraded(&self) -> Option<String> {
+        self.shared
+            .degraded
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+impl Shared {
+    /// The buckets, opened (and created when missing) on first use.
+    async fn buckets(&self) -> Result<&Buckets, Error> {
+        self.buckets
+            .get_or_try_init(|| async {
+                // The bucket's stream is made here, as the client's `create_key_value` would
+                // (same subjects and settings), because that first reads the account info,
+                // which servers before 2.10 send without fields the client requires.
+                let kv = match self.jetstream.get_key_value(&self.kv_bucket).await {
+                    Ok(kv) => kv,
+                    Err(_) => {
+                        self.jetstream
+                            .create_stream(jetstream::stream::Config {
+                                name: format!("KV_{}", self.kv_bucket),
+                                description: Some("Virga deployments".into()),
+                                subjects: vec![format!("$KV.{}.>", self.kv_bucket)],
+                                max_messages_per_subject: 16,
+                                storage: jetstream::stream::StorageType::File,
+                                num_replicas: self.replicas,
+                                allow_rollup: true,
+                                deny_delete: true,
+                                allow_direct: true,
+                                discard: jetstream::stream::DiscardPolicy::New,
+                                ..Default::default()
+                            })
+                            .await
+                            .map_err(|e| {
+                                self.unavailable(format!(
+                                    "creating bucket '{}': {e}",
+                                    self.kv_bucket
+                                ))
+                            })?;
+                        self.jetstream
+                            .get_key_value(&self.kv_bucket)
+                            .await
+                            .map_err(|e| {
+                                self.unavailable(format!(
+                                    "opening bucket '{}': {e}",
+                                    self.kv_bucket
+                                ))
+                            })?
+                    }
+                };
+                let objects = match self.jetstream.get_object_store(&self.object_bucket).await {
+                    Ok(objects) => objects,
+                    Err(_) => self
+                        .jetstream
+                        .create_object_store(object_store::Config {
+                            bucket: self.object_bucket.clone(),
+                            description: Some("Virga components".into()),
+                            num_replicas: self.replicas,
+                            storage: jetstream::stream::StorageType::File,
+                            ..object_store::Config::default()
+                        })
+                        .await
+                        .map_err(|e| {
+                            self.unavailable(format!(
+                                "opening object store '{}': {e}",
+                                self.object_bucket
+                            ))
+                        })?,
+                };
+                Ok(Buckets { kv, objects })
+            })
+            .await
+    }
+
+    /// An unavailability, also recorded as the reason the store is degraded.
+    fn unavailable(&self, what: String) -> Error {
+        let reason = format!("NATS JetStream: {what}");
+        self.set_degraded(&reason);
+        Error::StoreUnavailable(reason)
+    }
+
+    fn set_degraded(&self, reason: &str) {
+        let mut degraded = self.degraded.lock().unwrap_or_else(|e| e.into_inner());
+        if degraded.is_none() {
+            tracing::warn!(reason, "the deployment store is degraded; serving the last state");
+        }
+        *degraded = Some(reason.to_owned());
+    }
+
+    fn healthy(&self) {
+        let mut degraded = self.degraded.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(reason) = degraded.take() {
+            tracing::info!(was = %reason, "the deployment store is reachable again");
+        }
+    }
+
+    /// Remembers a revision as committed (the follower applies it when it is newer).
+    fn publish(&self, revision: u64) {
+        self.revisions.send_if_modified(|known| {
+            let newer = revision > *known;
+            if newer {
+                *known = revision;
+            }
+            newer
+        });
+    }
+
+    /// Keeps the state on local disk for a start while NATS is away; a failure only costs
+    /// that.
+    fn cache_state(&self, state: &StoredState, revision: u64) {
+        let cached = Cached {
+            revision,
+            state: state.clone(),
+        };
+        let written = serde_json::to_vec(&cached)
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| {
+                write_atomically(&self.cache.dir().join("fleet-state.json"), &bytes)
+                    .map_err(|e| e.to_string())
+            });
+        if let Err(e) = written {
+            tracing::warn!(error = %e, "cannot cache the deployment state on disk");
+        }
+    }
+}
+
+/// The cached state (empty at revision 0 when there is none or it is unreadable).
+fn read_cached(cache: &LocalStore) -> Cached {
+    let path = cache.dir().join("fleet-state.json");
+    match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+            tracing::warn!(path = %path.display(), error = %e, "ignoring an unreadable cached state");
+            Cached::default()
+        }),
+        Err(_) => Cached::default(),
+    }
+}
+
+/// Follows the `state` key: a watch for prompt news of each commit, and a read every `poll`
+/// to notice NATS going away or coming back (and commits a broken watch missed).
+async fn watch_revisions(shared: Arc<Shared>, poll: Duration) {
+    let mut watcher: Option<kv::Watch> = None;
+    let mut ticker = tokio::time::interval(poll);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let next = async {
+            match watcher.as_mut() {
+                Some(w) => w.next().await,
+                None => std::future::pending().await,
+            }
+        };
+        let news = tokio::select! {
+            entry = next => Some(entry),
+            _ = ticker.tick() => None,
+        };
+        match news {
+            Some(Some(Ok(entry))) => {
+                shared.publish(entry.revision);
+                continue;
+            }
+            Some(_) => {
+                watcher = None;
+                continue;
+            }
+            None => {}
+        }
+        let read = tokio::time::timeout(shared.timeout, async {
+            let buckets = shared.buckets().await?;
+            let entry = buckets
+                .kv
+                .entry(STATE_KEY)
+                .await
+                .map_err(|e| shared.unavailable(format!("reading '{STATE_KEY}': {e}")))?;
+            if watcher.is_none() {
+                watcher = buckets.kv.watch(STATE_KEY).await.ok();
+            }
+            Ok::<_, Error>(entry.map_or(0, |e| e.revision))
+        })
+        .await;
+        match read {
+            Ok(Ok(revision)) => {
+                shared.healthy();
+                shared.publish(revision);
+            }
+            Ok(Err(_)) => {}
+            Err(_) => shared.set_degraded(&format!(
+                "NATS JetStream: no answer within {} ms",
+                shared.timeout.as_millis()
+            )),
+        }
+    }
+}
