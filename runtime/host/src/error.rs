@@ -75,7 +75,9 @@ pub enum Error {
     /// Another writer committed to a shared store since this host last read it (its
     /// compare-and-set failed); [`Runtime`](crate::Runtime) catches up and retries, so this
     /// surfaces only when writers keep racing.
-    #[error("store: another host changed the deployments at the same time (revision {base} is no longer current); try again")]
+    #[error(
+        "store: another host changed the deployments at the same time (revision {base} is no longer current); try again"
+    )]
     StoreConflict {
         /// The revision the write was based on.
         base: u64,

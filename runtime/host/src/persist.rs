@@ -124,9 +124,11 @@ impl Runtime {
         }
         let mut config = DeploymentConfig::new(name, component).limits(limits);
         for origin in &v.allow {
-            config.allow.push(origin.parse().map_err(|e: InvalidOrigin| {
-                Error::Store(format!("deployment '{name}': {e}"))
-            })?);
+            config.allow.push(
+                origin.parse().map_err(|e: InvalidOrigin| {
+                    Error::Store(format!("deployment '{name}': {e}"))
+                })?,
+            );
         }
         for route in &v.routes {
             config.routes.push(route.parse()?);

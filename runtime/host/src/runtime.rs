@@ -317,7 +317,11 @@ impl Runtime {
         })
     }
 
-    pub(crate) fn prepare(&self, component: Component, digest: &str) -> Result<CompiledComponent, Error> {
+    pub(crate) fn prepare(
+        &self,
+        component: Component,
+        digest: &str,
+    ) -> Result<CompiledComponent, Error> {
         let instance_pre =
             self.inner
                 .linker

@@ -27,6 +27,7 @@ fn free_port() -> u16 {
 
 impl NatsCluster {
     fn start(dir: &Path, size: usize) -> Self {
+        std::fs::create_dir_all(dir).unwrap();
         let ports = (0..size)
             .map(|_| (free_port(), free_port(), free_port()))
             .collect();
@@ -88,7 +89,10 @@ impl NatsCluster {
                 if healthy {
                     break;
                 }
-                assert!(Instant::now() < deadline, "NATS node {node} never got healthy");
+                assert!(
+                    Instant::now() < deadline,
+                    "NATS node {node} never got healthy"
+                );
                 std::thread::sleep(Duration::from_millis(200));
             }
         }
@@ -179,7 +183,11 @@ fn three_hosts_converge_through_a_jetstream_cluster_and_survive_losing_it() {
     deploy_version(&hosts[2], "3");
     converged(&all, "3", within);
     for host in &hosts {
-        assert!(health(host).contains("\"status\":\"ok\""), "{}", health(host));
+        assert!(
+            health(host).contains("\"status\":\"ok\""),
+            "{}",
+            health(host)
+        );
     }
 
     // One NATS node down: deploys go on and converge.
@@ -194,7 +202,11 @@ fn three_hosts_converge_through_a_jetstream_cluster_and_survive_losing_it() {
     let deadline = Instant::now() + Duration::from_secs(10);
     for host in &hosts {
         while !health(host).contains("\"status\":\"degraded\"") {
-            assert!(Instant::now() < deadline, "never degraded: {}", health(host));
+            assert!(
+                Instant::now() < deadline,
+                "never degraded: {}",
+                health(host)
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         assert!(health(host).contains("NATS"), "{}", health(host));
@@ -229,7 +241,11 @@ fn three_hosts_converge_through_a_jetstream_cluster_and_survive_losing_it() {
     let deadline = Instant::now() + Duration::from_secs(30);
     for host in &hosts {
         while !health(host).contains("\"status\":\"ok\"") {
-            assert!(Instant::now() < deadline, "never recovered: {}", health(host));
+            assert!(
+                Instant::now() < deadline,
+                "never recovered: {}",
+                health(host)
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }

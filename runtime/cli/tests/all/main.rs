@@ -215,9 +215,9 @@ fn dev_builds_a_guest_crate() {
     );
 }
 
+mod fleet;
 #[path = "../../../host/tests/all/otlp.rs"]
 #[allow(dead_code, unreachable_pub, missing_docs)]
-mod fleet;
 mod otlp;
 mod serve;
 

@@ -661,7 +661,8 @@ mod tests {
 
     #[test]
     fn the_samples_config_parses() {
-        let config = Config::parse(include_str!("../../../../samples/virga.toml"), "samples").unwrap();
+        let config =
+            Config::parse(include_str!("../../../../samples/virga.toml"), "samples").unwrap();
         assert_eq!(config.deployments[0].name, "hello");
     }
 

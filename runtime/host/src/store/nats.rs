@@ -191,18 +191,22 @@ impl NatsStoreBuilder {
             .enable_all()
             .build()
             .map_err(|e| Error::io("starting the NATS client", e))?;
-        let client = runtime.block_on(async {
-            let client = self.connect().await?;
+        let builder = self.clone();
+        // Spawned and waited for, not `block_on`: the caller may be on another runtime.
+        let connecting = runtime.spawn(async move {
+            let client = builder.connect().await?;
             // A host started while NATS is up should start from the current state, not its
             // cached copy: give the connection its timeout to come up.
-            let connecting = async {
+            let connected = async {
                 while client.connection_state() != async_nats::connection::State::Connected {
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
             };
-            let _ = tokio::time::timeout(self.timeout, connecting).await;
+            let _ = tokio::time::timeout(builder.timeout, connected).await;
             Ok::<_, Error>(client)
-        })?;
+        });
+        let client = futures::executor::block_on(connecting)
+            .map_err(|e| Error::StoreUnavailable(format!("connecting to NATS failed: {e}")))??;
         // The JetStream context spawns its acknowledgement task on the current runtime.
         let _entered = runtime.enter();
         let mut jetstream = jetstream::new(client.clone());
@@ -241,10 +245,7 @@ impl NatsStoreBuilder {
             .require_tls(self.require_tls);
         if let Some(path) = &self.credentials {
             options = options.credentials_file(path).await.map_err(|e| {
-                Error::Config(format!(
-                    "store: NATS credentials {}: {e}",
-                    path.display()
-                ))
+                Error::Config(format!("store: NATS credentials {}: {e}", path.display()))
             })?;
         }
         if let Some(token) = &self.token {
@@ -314,7 +315,9 @@ impl NatsStore {
         operation: impl Future<Output = Result<T, Error>> + Send + 'static,
     ) -> Result<T, Error> {
         let Some(runtime) = &self.runtime else {
-            return Err(Error::StoreUnavailable("the NATS client is shut down".into()));
+            return Err(Error::StoreUnavailable(
+                "the NATS client is shut down".into(),
+            ));
         };
         let timeout = self.shared.timeout;
         let task = runtime.spawn(async move {
@@ -376,7 +379,9 @@ impl DeploymentStore for NatsStore {
                 Ok(info) if !info.deleted => return Ok(()),
                 Ok(_) => {}
                 Err(e) if e.kind() == object_store::InfoErrorKind::NotFound => {}
-                Err(e) => return Err(shared.unavailable(format!("looking up component {digest}: {e}"))),
+                Err(e) => {
+                    return Err(shared.unavailable(format!("looking up component {digest}: {e}")));
+                }
             }
             buckets
                 .objects
@@ -434,9 +439,11 @@ impl DeploymentStore for NatsStore {
         let read = if self.connected().is_ok() {
             self.block(async move {
                 let buckets = shared.buckets().await?;
-                let entry = buckets.kv.entry(STATE_KEY).await.map_err(|e| {
-                    shared.unavailable(format!("reading '{STATE_KEY}': {e}"))
-                })?;
+                let entry = buckets
+                    .kv
+                    .entry(STATE_KEY)
+                    .await
+                    .map_err(|e| shared.unavailable(format!("reading '{STATE_KEY}': {e}")))?;
                 Ok(entry)
             })
         } else {
@@ -591,7 +598,10 @@ impl Shared {
     fn set_degraded(&self, reason: &str) {
         let mut degraded = self.degraded.lock().unwrap_or_else(|e| e.into_inner());
         if degraded.is_none() {
-            tracing::warn!(reason, "the deployment store is degraded; serving the last state");
+            tracing::warn!(
+                reason,
+                "the deployment store is degraded; serving the last state"
+            );
         }
         *degraded = Some(reason.to_owned());
     }

@@ -77,10 +77,7 @@ fn eventually(what: &str, check: impl Fn() -> bool) {
 fn racing_deploys_from_two_hosts_all_land_in_one_order() {
     let dir = tempdir();
     let nats = Nats::start(&dir.join("nats"));
-    let hosts = [
-        nats.runtime(&dir.join("a")),
-        nats.runtime(&dir.join("b")),
-    ];
+    let hosts = [nats.runtime(&dir.join("a")), nats.runtime(&dir.join("b"))];
     let bytes = std::fs::read(HELLO).unwrap();
     let per_host = 5;
     std::thread::scope(|scope| {

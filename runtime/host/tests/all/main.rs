@@ -6,8 +6,8 @@
 mod abuse;
 mod crypto;
 mod embedding;
-mod fleet;
 mod fetch;
+mod fleet;
 mod h3;
 mod h3client;
 mod hostile;

@@ -25,7 +25,9 @@ fn handle(request: Request) -> Result<Response> {
                 Ok(())
             })))
         }
-        "/env" => Ok(Response::new(std::env::var(&query).unwrap_or_default().into())),
+        "/env" => Ok(Response::new(
+            std::env::var(&query).unwrap_or_default().into(),
+        )),
         "/sum" => {
             let mut body = request.into_body();
             let (mut len, mut sum) = (0u64, 0u64);
