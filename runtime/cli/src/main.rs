@@ -46,14 +46,15 @@ pub(crate) type LogBridge = tracing_subscriber::reload::Handle<
     tracing_subscriber::Registry,
 >;
 
-/// Logs to stderr (filtered by `RUST_LOG`, default `info`), with a slot for the
+/// Logs to stderr (filtered by `RUST_LOG`, default `info` with the NATS client's own
+/// connection events at `warn`: the store logs what they mean), with a slot for the
 /// OpenTelemetry bridge.
 fn init_logging() -> LogBridge {
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
     let (bridge, handle) = tracing_subscriber::reload::Layer::new(None);
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,async_nats=warn"));
     // The exporters' own logs are not exported (that would feed back into them).
     let not_exporters = tracing_subscriber::filter::filter_fn(|meta| {
         let target = meta.target();

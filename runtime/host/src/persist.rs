@@ -200,6 +200,13 @@ impl Runtime {
             match result {
                 Err(Error::StoreConflict { .. }) if attempt < RACE_RETRIES => {
                     attempt += 1;
+                    // Writers that keep colliding back off, each by a different amount.
+                    let jitter = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| u64::from(d.subsec_nanos()) % 10);
+                    std::thread::sleep(Duration::from_millis(
+                        (5 << attempt.min(5)) + jitter * attempt as u64,
+                    ));
                     self.converge()?;
                 }
                 other => return other,
@@ -282,7 +289,19 @@ pub(crate) fn follow(
             };
             let runtime_now = Runtime { inner };
             let failed = if target > runtime_now.inner.registry.revision() {
-                let result = runtime_now.converge();
+                // Short of the target after catching up (the store answered from its cached
+                // copy, or a lagging replica): that is a failure too, retried.
+                let result = runtime_now.converge().and_then(|_| {
+                    let now = runtime_now.inner.registry.revision();
+                    if now < target {
+                        Err(Error::StoreUnavailable(format!(
+                            "the store is at revision {target} but only revision {now} could \
+                             be read"
+                        )))
+                    } else {
+                        Ok(())
+                    }
+                });
                 let mut error = runtime_now
                     .inner
                     .follow_error

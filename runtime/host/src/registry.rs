@@ -3,6 +3,7 @@
 //! version they started with (they hold an `Arc` to it).
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
@@ -32,6 +33,9 @@ pub(crate) struct Registry {
     /// Serialises writers (readers never take it) and holds the store revision the table
     /// was committed as or restored from (0 without a store).
     write: Mutex<u64>,
+    /// That revision, readable without the lock (health and metrics must not wait for a
+    /// commit in progress).
+    revision: AtomicU64,
 }
 
 /// What a change does to the table, decided under the write lock.
@@ -97,7 +101,7 @@ impl Registry {
 
     /// The store revision of the live table.
     pub(crate) fn revision(&self) -> u64 {
-        *self.write.lock().unwrap_or_else(|e| e.into_inner())
+        self.revision.load(Ordering::Acquire)
     }
 
     /// The live table.
@@ -188,12 +192,14 @@ impl Registry {
                 }
                 *revision = restored;
                 self.table.store(Arc::new(build_table(entries)));
+                self.revision.store(restored, Ordering::Release);
                 return Ok(None);
             }
         };
         *revision = commit(&by_name, *revision)?;
         let info = changed.and_then(|name| by_name.get(&name).map(|e| e.live.info(&e.versions)));
         self.table.store(Arc::new(build_table(by_name)));
+        self.revision.store(*revision, Ordering::Release);
         Ok(info)
     }
 }

@@ -110,7 +110,7 @@ impl NatsCluster {
             .map(|(c, _, _)| format!("\"nats://127.0.0.1:{c}\""))
             .collect();
         format!(
-            "[store]\nkind = \"nats\"\nservers = [{}]\nreplicas = 3\ntimeout_ms = 4000\n\
+            "[store]\nkind = \"nats\"\nservers = [{}]\nreplicas = 3\ntimeout_ms = 10000\n\
              poll_ms = 250\n",
             servers.join(", ")
         )
@@ -190,10 +190,15 @@ fn three_hosts_converge_through_a_jetstream_cluster_and_survive_losing_it() {
         );
     }
 
-    // One NATS node down: deploys go on and converge.
+    // One NATS node down: the hosts serve on, and deploys go on and converge (one sent
+    // while a stream elects a new leader waits for it, within the store's timeout).
     nats.kill(0);
+    converged(&all, "3", Duration::ZERO);
+    let sent = Instant::now();
     deploy_version(&hosts[0], "4");
-    converged(&all, "4", Duration::from_secs(5));
+    let took = sent.elapsed();
+    let spread = converged(&all, "4", within);
+    eprintln!("one NATS node down: the deploy took {took:?}, all hosts served it {spread:?} later");
 
     // Every NATS node down: every host keeps serving its state, says it is degraded, and
     // refuses changes with a clear error rather than forking.
@@ -258,4 +263,43 @@ fn three_hosts_converge_through_a_jetstream_cluster_and_survive_losing_it() {
     let listed = fresh.cli(&["list"]);
     assert!(listed.0, "{listed:?}");
     assert!(listed.1.contains("app"), "{}", listed.1);
+}
+
+#[test]
+fn bad_nats_settings_stop_the_start_with_their_name() {
+    let dir = tempdir("fleet-bad");
+    for (store, expected) in [
+        (
+            "[store]\nkind = \"nats\"\ncredentials = \"missing.creds\"\n",
+            "missing.creds",
+        ),
+        (
+            "[store]\nkind = \"nats\"\nservers = [\"nats://127.0.0.1:notaport\"]\n",
+            "NATS servers",
+        ),
+        (
+            "[store]\nkind = \"nats\"\nkv_bucket = \"has space\"\n",
+            "invalid bucket name 'has space'",
+        ),
+    ] {
+        let config = dir.join("virga.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[server]\nhttp = \"127.0.0.1:0\"\nhttps = \"off\"\nadmin = \"off\"\n\
+                 state_dir = \"{}\"\n{store}",
+                dir.join("state").display()
+            ),
+        )
+        .unwrap();
+        let out = super::virga()
+            .args(["serve", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{store}: {stderr}");
+        assert!(stderr.contains(expected), "{store}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{store}: {stderr}");
+    }
 }

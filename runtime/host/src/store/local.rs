@@ -46,6 +46,11 @@ impl LocalStore {
         &self.dir
     }
 
+    /// Whether the component with this digest is stored.
+    pub(crate) fn has_component(&self, digest: &str) -> bool {
+        self.component_path(digest).is_ok_and(|path| path.is_file())
+    }
+
     fn component_path(&self, digest: &str) -> Result<PathBuf, Error> {
         if !is_digest(digest) {
             return Err(Error::Store(format!("'{digest}' is not a SHA-256 digest")));

@@ -205,12 +205,28 @@ impl NatsStoreBuilder {
             let _ = tokio::time::timeout(builder.timeout, connected).await;
             Ok::<_, Error>(client)
         });
-        let client = futures::executor::block_on(connecting)
-            .map_err(|e| Error::StoreUnavailable(format!("connecting to NATS failed: {e}")))??;
+        // On failure the runtime is shut down, not dropped: dropping a runtime from inside
+        // another one panics.
+        let client = match futures::executor::block_on(connecting) {
+            Ok(Ok(client)) => client,
+            Ok(Err(e)) => {
+                runtime.shutdown_background();
+                return Err(e);
+            }
+            Err(e) => {
+                runtime.shutdown_background();
+                return Err(Error::StoreUnavailable(format!(
+                    "connecting to NATS failed: {e}"
+                )));
+            }
+        };
         // The JetStream context spawns its acknowledgement task on the current runtime.
-        let _entered = runtime.enter();
-        let mut jetstream = jetstream::new(client.clone());
-        jetstream.set_timeout(self.timeout);
+        let jetstream = {
+            let _entered = runtime.enter();
+            let mut jetstream = jetstream::new(client.clone());
+            jetstream.set_timeout(self.timeout);
+            jetstream
+        };
         let cached = read_cached(&cache);
         let (revisions, receiver) = watch::channel(cached.revision);
         let shared = Arc::new(Shared {
@@ -224,6 +240,7 @@ impl NatsStoreBuilder {
             cache,
             degraded: Mutex::new(Some("connecting to NATS".into())),
             revisions,
+            cached_revision: Mutex::new(cached.revision),
         });
         runtime.spawn(watch_revisions(shared.clone(), self.poll));
         Ok(NatsStore {
@@ -288,6 +305,8 @@ struct Shared {
     cache: LocalStore,
     degraded: Mutex<Option<String>>,
     revisions: watch::Sender<u64>,
+    /// The revision of `fleet-state.json` (it only moves forward).
+    cached_revision: Mutex<u64>,
 }
 
 struct Buckets {
@@ -314,12 +333,21 @@ impl NatsStore {
         &self,
         operation: impl Future<Output = Result<T, Error>> + Send + 'static,
     ) -> Result<T, Error> {
+        // Retries inside stop at the timeout; this bound is for an operation that hangs.
+        self.block_for(self.shared.timeout * 2, operation)
+    }
+
+    /// [`block`](Self::block) with its own time limit.
+    fn block_for<T: Send + 'static>(
+        &self,
+        timeout: Duration,
+        operation: impl Future<Output = Result<T, Error>> + Send + 'static,
+    ) -> Result<T, Error> {
         let Some(runtime) = &self.runtime else {
             return Err(Error::StoreUnavailable(
                 "the NATS client is shut down".into(),
             ));
         };
-        let timeout = self.shared.timeout;
         let task = runtime.spawn(async move {
             tokio::time::timeout(timeout, operation)
                 .await
@@ -334,15 +362,15 @@ impl NatsStore {
             .map_err(|e| Error::StoreUnavailable(format!("the NATS operation failed: {e}")))?
     }
 
-    /// Fails at once, without queueing anything, when the client is not connected: a write
-    /// queued while NATS is away could otherwise land after its caller was told it failed.
+    /// Fails at once, without queueing anything, when the client is known not to be
+    /// connected. Only a hint: a connection that drops while a write is in flight leaves its
+    /// outcome unknown (see [`save`](DeploymentStore::save)).
     fn connected(&self) -> Result<(), Error> {
         match self.shared.client.connection_state() {
             async_nats::connection::State::Connected => Ok(()),
             state => Err(Error::StoreUnavailable(format!(
-                "not connected to NATS ({state:?}); this host keeps serving revision {} \
-                 but cannot change it",
-                *self.receiver.borrow()
+                "not connected to NATS ({state:?}): this host keeps serving what it has, \
+                 but changes are refused until NATS is back"
             ))),
         }
     }
@@ -373,9 +401,18 @@ impl DeploymentStore for NatsStore {
         let shared = self.shared.clone();
         let digest = digest.to_owned();
         let bytes = Bytes::copy_from_slice(bytes);
-        self.block(async move {
-            let buckets = shared.buckets().await?;
-            match buckets.objects.info(&digest).await {
+        // A large component on a slow link gets more than one operation's time: the timeout
+        // plus a second per MiB.
+        let timeout = self.shared.timeout * 2 + Duration::from_secs(bytes.len() as u64 >> 20);
+        self.block_for(timeout, async move {
+            let buckets = shared.open().await?;
+            let info = shared
+                .retrying(
+                    || buckets.objects.info(&digest),
+                    |e| e.kind() != object_store::InfoErrorKind::NotFound,
+                )
+                .await;
+            match info {
                 Ok(info) if !info.deleted => return Ok(()),
                 Ok(_) => {}
                 Err(e) if e.kind() == object_store::InfoErrorKind::NotFound => {}
@@ -383,9 +420,15 @@ impl DeploymentStore for NatsStore {
                     return Err(shared.unavailable(format!("looking up component {digest}: {e}")));
                 }
             }
-            buckets
-                .objects
-                .put(digest.as_str(), &mut bytes.as_ref())
+            // Idempotent (the same name, the same bytes): safe to send again.
+            shared
+                .retrying(
+                    || async {
+                        let mut reader: &[u8] = bytes.as_ref();
+                        buckets.objects.put(digest.as_str(), &mut reader).await
+                    },
+                    |_| true,
+                )
                 .await
                 .map_err(|e| shared.unavailable(format!("storing component {digest}: {e}")))?;
             Ok(())
@@ -402,8 +445,12 @@ impl DeploymentStore for NatsStore {
         let shared = self.shared.clone();
         let name = digest.to_owned();
         let bytes = self.block(async move {
-            let buckets = shared.buckets().await?;
-            let mut object = buckets.objects.get(&name).await.map_err(|e| {
+            let buckets = shared.open().await?;
+            let get = shared.retrying(
+                || buckets.objects.get(&name),
+                |e| e.kind() != object_store::GetErrorKind::NotFound,
+            );
+            let mut object = get.await.map_err(|e| {
                 if e.kind() == object_store::GetErrorKind::NotFound {
                     Error::Store(format!(
                         "component {name} is not in the object store '{}'",
@@ -438,10 +485,9 @@ impl DeploymentStore for NatsStore {
         let shared = self.shared.clone();
         let read = if self.connected().is_ok() {
             self.block(async move {
-                let buckets = shared.buckets().await?;
-                let entry = buckets
-                    .kv
-                    .entry(STATE_KEY)
+                let buckets = shared.open().await?;
+                let entry = shared
+                    .retrying(|| buckets.kv.entry(STATE_KEY), |_| true)
                     .await
                     .map_err(|e| shared.unavailable(format!("reading '{STATE_KEY}': {e}")))?;
                 Ok(entry)
@@ -482,27 +528,36 @@ impl DeploymentStore for NatsStore {
                 .map_err(|e| Error::Store(format!("encoding the state: {e}")))?,
         );
         let shared = self.shared.clone();
-        let revision = self.block(async move {
-            let buckets = shared.buckets().await?;
+        // A write is sent again only when no stream leader took it (a node lost, an
+        // election under way): then nothing was stored.
+        let result = self.block(async move {
+            let buckets = shared.open().await?;
             if base == 0 {
-                buckets
-                    .kv
-                    .create(STATE_KEY, value)
+                shared
+                    .retrying(|| buckets.kv.create(STATE_KEY, value.clone()), leaderless)
                     .await
                     .map_err(|e| match e.kind() {
                         kv::CreateErrorKind::AlreadyExists => Error::StoreConflict { base },
                         _ => shared.unavailable(format!("writing '{STATE_KEY}': {e}")),
                     })
             } else {
-                buckets
-                    .kv
-                    .update(STATE_KEY, value, base)
+                shared
+                    .retrying(
+                        || buckets.kv.update(STATE_KEY, value.clone(), base),
+                        leaderless,
+                    )
                     .await
                     .map_err(|e| match e.kind() {
                         kv::UpdateErrorKind::WrongLastRevision => Error::StoreConflict { base },
                         _ => shared.unavailable(format!("writing '{STATE_KEY}': {e}")),
                     })
             }
+        });
+        let revision = result.map_err(|e| match e {
+            Error::StoreUnavailable(reason) => Error::StoreUnavailable(format!(
+                "{reason} (a change already sent may still land: `virga list` shows what is live)"
+            )),
+            other => other,
         })?;
         self.shared.cache_state(state, revision);
         Ok(revision)
@@ -522,6 +577,35 @@ impl DeploymentStore for NatsStore {
 }
 
 impl Shared {
+    /// The buckets, opened (and created when missing) on first use, retried while NATS is
+    /// between leaders.
+    async fn open(&self) -> Result<&Buckets, Error> {
+        self.retrying(|| self.buckets(), |_| true).await
+    }
+
+    /// Runs `operation` again, after a pause, while it fails with an error `again` accepts
+    /// and the timeout is not spent: a stream has no leader for a few seconds after losing
+    /// the node that led it (until its election). The last error is kept, to name the cause.
+    async fn retrying<T, E, F>(
+        &self,
+        mut operation: impl FnMut() -> F,
+        again: impl Fn(&E) -> bool,
+    ) -> Result<T, E>
+    where
+        F: Future<Output = Result<T, E>>,
+    {
+        const PAUSE: Duration = Duration::from_millis(100);
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        loop {
+            match operation().await {
+                Err(e) if again(&e) && tokio::time::Instant::now() + PAUSE < deadline => {
+                    tokio::time::sleep(PAUSE).await;
+                }
+                done => return done,
+            }
+        }
+    }
+
     /// The buckets, opened (and created when missing) on first use.
     async fn buckets(&self) -> Result<&Buckets, Error> {
         self.buckets
@@ -529,8 +613,14 @@ impl Shared {
                 // The bucket's stream is made here, as the client's `create_key_value` would
                 // (same subjects and settings), because that first reads the account info,
                 // which servers before 2.10 send without fields the client requires.
+                let kv_stream = format!("KV_{}", self.kv_bucket);
                 let kv = match self.jetstream.get_key_value(&self.kv_bucket).await {
                     Ok(kv) => kv,
+                    Err(e) if !self.stream_missing(&kv_stream).await => {
+                        return Err(
+                            self.unavailable(format!("opening bucket '{}': {e}", self.kv_bucket))
+                        );
+                    }
                     Err(_) => {
                         self.jetstream
                             .create_stream(jetstream::stream::Config {
@@ -542,7 +632,9 @@ impl Shared {
                                 num_replicas: self.replicas,
                                 allow_rollup: true,
                                 deny_delete: true,
-                                allow_direct: true,
+                                // Reads go to the stream leader: a lagging replica answering
+                                // a direct get would hand out an old state.
+                                allow_direct: false,
                                 discard: jetstream::stream::DiscardPolicy::New,
                                 ..Default::default()
                             })
@@ -564,8 +656,15 @@ impl Shared {
                             })?
                     }
                 };
+                let object_stream = format!("OBJ_{}", self.object_bucket);
                 let objects = match self.jetstream.get_object_store(&self.object_bucket).await {
                     Ok(objects) => objects,
+                    Err(e) if !self.stream_missing(&object_stream).await => {
+                        return Err(self.unavailable(format!(
+                            "opening object store '{}': {e}",
+                            self.object_bucket
+                        )));
+                    }
                     Err(_) => self
                         .jetstream
                         .create_object_store(object_store::Config {
@@ -586,6 +685,19 @@ impl Shared {
                 Ok(Buckets { kv, objects })
             })
             .await
+    }
+
+    /// Whether JetStream says the stream does not exist (and only then may it be created:
+    /// a timeout or a leaderless moment is no reason to).
+    async fn stream_missing(&self, name: &str) -> bool {
+        match self.jetstream.get_stream(name).await {
+            Err(e) => matches!(
+                e.kind(),
+                jetstream::context::GetStreamErrorKind::JetStream(js)
+                    if js.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND
+            ),
+            Ok(_) => false,
+        }
     }
 
     /// An unavailability, also recorded as the reason the store is degraded.
@@ -624,9 +736,22 @@ impl Shared {
         });
     }
 
-    /// Keeps the state on local disk for a start while NATS is away; a failure only costs
-    /// that.
+    /// Keeps the state on local disk for a start while NATS is away: only a newer revision
+    /// than the one kept, and only once every component it needs is here too (a host
+    /// restarted without NATS must be able to load it). A failure only costs that.
     fn cache_state(&self, state: &StoredState, revision: u64) {
+        let mut cached_revision = self
+            .cached_revision
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let complete = state
+            .deployments
+            .values()
+            .flat_map(|d| &d.versions)
+            .all(|v| self.cache.has_component(&v.component));
+        if revision <= *cached_revision || !complete {
+            return;
+        }
         let cached = Cached {
             revision,
             state: state.clone(),
@@ -637,10 +762,41 @@ impl Shared {
                 write_atomically(&self.cache.dir().join("fleet-state.json"), &bytes)
                     .map_err(|e| e.to_string())
             });
-        if let Err(e) = written {
-            tracing::warn!(error = %e, "cannot cache the deployment state on disk");
+        match written {
+            Ok(()) => *cached_revision = revision,
+            Err(e) => tracing::warn!(error = %e, "cannot cache the deployment state on disk"),
         }
     }
+
+    /// Caches a state read by the poll once this host has its components (it fetches them
+    /// while applying the state).
+    fn cache_entry(&self, entry: &kv::Entry) {
+        let newer = entry.revision
+            > *self
+                .cached_revision
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+        if newer
+            && entry.operation == kv::Operation::Put
+            && let Ok(state) = serde_json::from_slice::<StoredState>(&entry.value)
+        {
+            self.cache_state(&state, entry.revision);
+        }
+    }
+}
+
+/// Whether a write failed because no stream leader answered it (so nothing was stored).
+fn leaderless(error: &(impl std::error::Error + 'static)) -> bool {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = next {
+        if e.downcast_ref::<jetstream::context::PublishError>()
+            .is_some_and(|p| p.kind() == jetstream::context::PublishErrorKind::StreamNotFound)
+        {
+            return true;
+        }
+        next = e.source();
+    }
+    false
 }
 
 /// The cached state (empty at revision 0 when there is none or it is unreadable).
@@ -683,6 +839,10 @@ async fn watch_revisions(shared: Arc<Shared>, poll: Duration) {
             }
             None => {}
         }
+        if shared.client.connection_state() != async_nats::connection::State::Connected {
+            shared.set_degraded("NATS JetStream: not connected (reconnecting)");
+            continue;
+        }
         let read = tokio::time::timeout(shared.timeout, async {
             let buckets = shared.buckets().await?;
             let entry = buckets
@@ -692,6 +852,9 @@ async fn watch_revisions(shared: Arc<Shared>, poll: Duration) {
                 .map_err(|e| shared.unavailable(format!("reading '{STATE_KEY}': {e}")))?;
             if watcher.is_none() {
                 watcher = buckets.kv.watch(STATE_KEY).await.ok();
+            }
+            if let Some(entry) = &entry {
+                shared.cache_entry(entry);
             }
             Ok::<_, Error>(entry.map_or(0, |e| e.revision))
         })
