@@ -98,6 +98,31 @@ impl NatsCluster {
         }
     }
 
+    /// The node leading the deployment bucket's stream (from a live node's monitoring).
+    fn kv_leader(&self) -> usize {
+        let (node, (_, _, monitor)) = self
+            .ports
+            .iter()
+            .enumerate()
+            .find(|(node, _)| self.nodes[*node].is_some())
+            .expect("a live node");
+        let jsz: String = get(
+            &format!("http://127.0.0.1:{monitor}"),
+            "/jsz?accounts=true&streams=true",
+        )
+        .split_whitespace()
+        .collect();
+        let stream = jsz
+            .find("\"name\":\"KV_virga-deployments\"")
+            .unwrap_or_else(|| panic!("node {node} does not list the bucket: {jsz}"));
+        let leader = &jsz[stream..];
+        let at = leader
+            .find("\"leader\":\"n")
+            .expect("the stream has a leader")
+            + 11;
+        leader[at..at + 1].parse().unwrap()
+    }
+
     fn kill(&mut self, node: usize) {
         self.nodes[node] = None;
     }
@@ -190,20 +215,25 @@ fn three_hosts_converge_through_a_jetstream_cluster_and_survive_losing_it() {
         );
     }
 
-    // One NATS node down: the hosts serve on, and deploys go on and converge (one sent
-    // while a stream elects a new leader waits for it, within the store's timeout).
-    nats.kill(0);
+    // One NATS node down — the one leading the deployment bucket: the hosts serve on, and
+    // deploys go on and converge (one sent while the stream elects a new leader waits for
+    // it, within the store's timeout).
+    let leader = nats.kv_leader();
+    nats.kill(leader);
     converged(&all, "3", Duration::ZERO);
     let sent = Instant::now();
     deploy_version(&hosts[0], "4");
     let took = sent.elapsed();
     let spread = converged(&all, "4", within);
-    eprintln!("one NATS node down: the deploy took {took:?}, all hosts served it {spread:?} later");
+    eprintln!(
+        "bucket leader n{leader} down: the deploy took {took:?}, all hosts served it {spread:?} later"
+    );
 
     // Every NATS node down: every host keeps serving its state, says it is degraded, and
     // refuses changes with a clear error rather than forking.
-    nats.kill(1);
-    nats.kill(2);
+    for node in 0..3 {
+        nats.kill(node);
+    }
     let deadline = Instant::now() + Duration::from_secs(10);
     for host in &hosts {
         while !health(host).contains("\"status\":\"degraded\"") {

@@ -59,7 +59,8 @@ pub struct StoreConfig {
     /// (3 for a three-node cluster).
     #[serde(default = "default_replicas")]
     pub replicas: usize,
-    /// Milliseconds one NATS operation may take. Default 5000.
+    /// Milliseconds one NATS operation may take, retries included: long enough to wait out
+    /// a stream leader's election after its node is lost (5–7 s measured). Default 10000.
     #[serde(default = "default_timeout")]
     pub timeout_ms: u64,
     /// Milliseconds between checks of the current revision. Default 1000.
@@ -84,7 +85,7 @@ fn default_replicas() -> usize {
 }
 
 fn default_timeout() -> u64 {
-    5000
+    10_000
 }
 
 fn default_poll() -> u64 {

@@ -64,7 +64,7 @@ impl Default for NatsStoreBuilder {
             kv_bucket: "virga-deployments".into(),
             object_bucket: "virga-components".into(),
             replicas: 1,
-            timeout: Duration::from_secs(5),
+            timeout: Duration::from_secs(10),
             poll: Duration::from_secs(1),
             name: "virga".into(),
         }
@@ -145,8 +145,9 @@ impl NatsStoreBuilder {
         self
     }
 
-    /// How long one NATS operation may take before it counts as failed (the store is then
-    /// degraded). Default: 5 s.
+    /// How long one NATS operation may take, retries included, before it counts as failed
+    /// (the store is then degraded): long enough to wait out a stream leader's election after
+    /// its node is lost (5–7 s measured with nats-server 2.9). Default: 10 s.
     pub fn timeout(&mut self, timeout: Duration) -> &mut Self {
         self.timeout = timeout.max(Duration::from_millis(100));
         self
@@ -166,7 +167,7 @@ impl NatsStoreBuilder {
     }
 
     /// Opens the store, keeping this host's copies in `cache_dir`. Waits for NATS at most the
-    /// [`timeout`](Self::timeout): beyond, the client goes on connecting (and later
+    /// [`timeout`](Self::timeout) (and 5 s): beyond, the client goes on connecting (and later
     /// reconnecting) in the background, and until it has, the store reads the cached state
     /// and reports itself degraded.
     pub fn open(&self, cache_dir: impl Into<PathBuf>) -> Result<NatsStore, Error> {
@@ -202,7 +203,8 @@ impl NatsStoreBuilder {
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
             };
-            let _ = tokio::time::timeout(builder.timeout, connected).await;
+            let wait = builder.timeout.min(Duration::from_secs(5));
+            let _ = tokio::time::timeout(wait, connected).await;
             Ok::<_, Error>(client)
         });
         // On failure the runtime is shut down, not dropped: dropping a runtime from inside
@@ -241,6 +243,7 @@ impl NatsStoreBuilder {
             degraded: Mutex::new(Some("connecting to NATS".into())),
             revisions,
             cached_revision: Mutex::new(cached.revision),
+            patience: (self.poll * 4).clamp(Duration::from_secs(1), self.timeout),
         });
         runtime.spawn(watch_revisions(shared.clone(), self.poll));
         Ok(NatsStore {
@@ -307,6 +310,9 @@ struct Shared {
     revisions: watch::Sender<u64>,
     /// The revision of `fleet-state.json` (it only moves forward).
     cached_revision: Mutex<u64>,
+    /// How long one read may go unanswered before it is sent again (a read sent during a
+    /// leader election can be lost): four polls, at least 1 s, at most the timeout.
+    patience: Duration,
 }
 
 struct Buckets {
@@ -486,8 +492,19 @@ impl DeploymentStore for NatsStore {
         let read = if self.connected().is_ok() {
             self.block(async move {
                 let buckets = shared.open().await?;
+                // Each try gets the poll's patience: a read lost in a leader election is
+                // sent again rather than waited for.
+                let attempt = || async {
+                    match tokio::time::timeout(shared.patience, buckets.kv.entry(STATE_KEY)).await {
+                        Ok(read) => read.map_err(|e| e.to_string()),
+                        Err(_) => Err(format!(
+                            "no answer within {} ms",
+                            shared.patience.as_millis()
+                        )),
+                    }
+                };
                 let entry = shared
-                    .retrying(|| buckets.kv.entry(STATE_KEY), |_| true)
+                    .retrying(attempt, |_| true)
                     .await
                     .map_err(|e| shared.unavailable(format!("reading '{STATE_KEY}': {e}")))?;
                 Ok(entry)
@@ -843,7 +860,10 @@ async fn watch_revisions(shared: Arc<Shared>, poll: Duration) {
             shared.set_degraded("NATS JetStream: not connected (reconnecting)");
             continue;
         }
-        let read = tokio::time::timeout(shared.timeout, async {
+        // A read sent while a stream elects its leader can go unanswered: give up on it soon
+        // and read again, rather than sit out the whole timeout.
+        let patience = shared.patience;
+        let read = tokio::time::timeout(patience, async {
             let buckets = shared.buckets().await?;
             let entry = buckets
                 .kv
@@ -867,7 +887,7 @@ async fn watch_revisions(shared: Arc<Shared>, poll: Duration) {
             Ok(Err(_)) => {}
             Err(_) => shared.set_degraded(&format!(
                 "NATS JetStream: no answer within {} ms",
-                shared.timeout.as_millis()
+                patience.as_millis()
             )),
         }
     }
