@@ -308,6 +308,10 @@ fn bad_nats_settings_stop_the_start_with_their_name() {
             "NATS servers",
         ),
         (
+            "[store]\nkind = \"nats\"\ntls_ca = \"missing-ca.pem\"\n",
+            "missing-ca.pem",
+        ),
+        (
             "[store]\nkind = \"nats\"\nkv_bucket = \"has space\"\n",
             "invalid bucket name 'has space'",
         ),

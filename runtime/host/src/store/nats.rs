@@ -193,9 +193,11 @@ impl NatsStoreBuilder {
             .build()
             .map_err(|e| Error::io("starting the NATS client", e))?;
         let builder = self.clone();
+        let last_error = Arc::new(Mutex::new(None));
+        let events = last_error.clone();
         // Spawned and waited for, not `block_on`: the caller may be on another runtime.
         let connecting = runtime.spawn(async move {
-            let client = builder.connect().await?;
+            let client = builder.connect(events).await?;
             // A host started while NATS is up should start from the current state, not its
             // cached copy: give the connection its timeout to come up.
             let connected = async {
@@ -244,6 +246,7 @@ impl NatsStoreBuilder {
             revisions,
             cached_revision: Mutex::new(cached.revision),
             patience: (self.poll * 4).clamp(Duration::from_secs(1), self.timeout),
+            last_error,
         });
         runtime.spawn(watch_revisions(shared.clone(), self.poll));
         Ok(NatsStore {
@@ -253,8 +256,25 @@ impl NatsStoreBuilder {
         })
     }
 
-    async fn connect(&self) -> Result<async_nats::Client, Error> {
+    /// Connects (in the background); `last_error` keeps the latest connection error (a
+    /// refused password, a TLS failure) until a connection succeeds, to name in health.
+    async fn connect(
+        &self,
+        last_error: Arc<Mutex<Option<String>>>,
+    ) -> Result<async_nats::Client, Error> {
         let mut options = async_nats::ConnectOptions::new()
+            .event_callback(move |event| {
+                let last_error = last_error.clone();
+                async move {
+                    let mut last = last_error.lock().unwrap_or_else(|e| e.into_inner());
+                    match event {
+                        async_nats::Event::Connected => *last = None,
+                        async_nats::Event::ServerError(e) => *last = Some(e.to_string()),
+                        async_nats::Event::ClientError(e) => *last = Some(e.to_string()),
+                        _ => {}
+                    }
+                }
+            })
             .name(&self.name)
             .retry_on_initial_connect()
             .max_reconnects(None)
@@ -274,16 +294,71 @@ impl NatsStoreBuilder {
         if let Some((user, password)) = &self.user {
             options = options.user_and_password(user.clone(), password.clone());
         }
-        for path in &self.root_certificates {
-            options = options.add_root_certificates(path.clone());
-        }
-        if let Some((cert, key)) = &self.client_certificate {
-            options = options.add_client_certificate(cert.clone(), key.clone());
-        }
+        options = options.tls_client_config(self.tls_config()?);
         options
             .connect(self.servers.clone())
             .await
             .map_err(|e| Error::Config(format!("store: NATS servers: {e}")))
+    }
+}
+
+impl NatsStoreBuilder {
+    /// The TLS client configuration, with this crate's crypto provider (aws-lc-rs) named
+    /// explicitly: the client would otherwise look for a process-wide default.
+    fn tls_config(&self) -> Result<rustls::ClientConfig, Error> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let read = |path: &PathBuf| {
+            std::fs::read(path)
+                .map_err(|e| Error::Config(format!("store: reading {}: {e}", path.display())))
+        };
+        let certificates = |path: &PathBuf| -> Result<Vec<CertificateDer<'static>>, Error> {
+            let pem = read(path)?;
+            let certs = CertificateDer::pem_slice_iter(&pem)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| {
+                    Error::Config(format!(
+                        "store: {}: not a PEM certificate: {e}",
+                        path.display()
+                    ))
+                })?;
+            if certs.is_empty() {
+                return Err(Error::Config(format!(
+                    "store: {}: no PEM certificate in it",
+                    path.display()
+                )));
+            }
+            Ok(certs)
+        };
+        let mut roots = rustls::RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        for path in &self.root_certificates {
+            for cert in certificates(path)? {
+                roots.add(cert).map_err(|e| {
+                    Error::Config(format!("store: {}: unusable CA: {e}", path.display()))
+                })?;
+            }
+        }
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| Error::Tls(e.to_string()))?
+            .with_root_certificates(roots);
+        match &self.client_certificate {
+            None => Ok(builder.with_no_client_auth()),
+            Some((cert, key)) => {
+                let chain = certificates(cert)?;
+                let key = PrivateKeyDer::from_pem_slice(&read(key)?).map_err(|e| {
+                    Error::Config(format!(
+                        "store: {}: not a PEM private key: {e}",
+                        key.display()
+                    ))
+                })?;
+                builder
+                    .with_client_auth_cert(chain, key)
+                    .map_err(|e| Error::Config(format!("store: client certificate: {e}")))
+            }
+        }
     }
 }
 
@@ -310,6 +385,8 @@ struct Shared {
     revisions: watch::Sender<u64>,
     /// The revision of `fleet-state.json` (it only moves forward).
     cached_revision: Mutex<u64>,
+    /// The latest connection error while not connected (from the client's events).
+    last_error: Arc<Mutex<Option<String>>>,
     /// How long one read may go unanswered before it is sent again (a read sent during a
     /// leader election can be lost): four polls, at least 1 s, at most the timeout.
     patience: Duration,
@@ -375,8 +452,9 @@ impl NatsStore {
         match self.shared.client.connection_state() {
             async_nats::connection::State::Connected => Ok(()),
             state => Err(Error::StoreUnavailable(format!(
-                "not connected to NATS ({state:?}): this host keeps serving what it has, \
-                 but changes are refused until NATS is back"
+                "not connected to NATS ({}): this host keeps serving what it has, but changes \
+                 are refused until NATS is back",
+                self.shared.not_connected(state)
             ))),
         }
     }
@@ -717,6 +795,15 @@ impl Shared {
         }
     }
 
+    /// Why the client is not connected: its latest connection error, or its state.
+    fn not_connected(&self, state: async_nats::connection::State) -> String {
+        let last = self.last_error.lock().unwrap_or_else(|e| e.into_inner());
+        match &*last {
+            Some(error) => format!("last error: {error}"),
+            None => format!("{state:?}, reconnecting").to_lowercase(),
+        }
+    }
+
     /// An unavailability, also recorded as the reason the store is degraded.
     fn unavailable(&self, what: String) -> Error {
         let reason = format!("NATS JetStream: {what}");
@@ -856,8 +943,12 @@ async fn watch_revisions(shared: Arc<Shared>, poll: Duration) {
             }
             None => {}
         }
-        if shared.client.connection_state() != async_nats::connection::State::Connected {
-            shared.set_degraded("NATS JetStream: not connected (reconnecting)");
+        let state = shared.client.connection_state();
+        if state != async_nats::connection::State::Connected {
+            shared.set_degraded(&format!(
+                "NATS JetStream: not connected ({})",
+                shared.not_connected(state)
+            ));
             continue;
         }
         // A read sent while a stream elects its leader can go unanswered: give up on it soon

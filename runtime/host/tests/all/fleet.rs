@@ -3,7 +3,7 @@
 //! JSON) degrades the hosts without touching what they serve.
 
 use std::net::TcpListener;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -149,4 +149,104 @@ fn a_bucket_state_no_host_wrote_degrades_the_hosts_and_changes_nothing() {
         .unwrap_err();
     assert!(error.to_string().contains("unreadable"), "{error}");
     assert_eq!(host.deployments(), before);
+}
+
+/// A CA, and a certificate it issued for 127.0.0.1, as PEM files in `dir`: (ca, cert, key).
+fn tls_files(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    let paths = (
+        dir.join("ca.pem"),
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+    );
+    std::fs::write(&paths.0, ca.pem()).unwrap();
+    std::fs::write(&paths.1, cert.pem()).unwrap();
+    std::fs::write(&paths.2, key.serialize_pem()).unwrap();
+    paths
+}
+
+#[test]
+fn a_tls_server_with_a_token_is_used_with_the_right_settings_and_named_with_wrong_ones() {
+    let dir = tempdir();
+    let (ca, cert, key) = tls_files(&dir);
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = dir.join("nats.conf");
+    std::fs::write(
+        &config,
+        format!(
+            "listen: 127.0.0.1:{port}\njetstream {{ store_dir: \"{}\" }}\n\
+             authorization {{ token: \"s3cret\" }}\n\
+             tls {{ cert_file: \"{}\", key_file: \"{}\" }}\n",
+            dir.join("js").display(),
+            cert.display(),
+            key.display()
+        ),
+    )
+    .unwrap();
+    let mut server = Command::new("nats-server")
+        .arg("-c")
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("nats-server (scripts/test installs it)");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nats-server never listened");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let open = |token: &str, cache: &str| {
+        let store = NatsStore::builder()
+            .servers([format!("tls://127.0.0.1:{port}")])
+            .root_certificates(&ca)
+            .require_tls(true)
+            .token(token)
+            .timeout(Duration::from_secs(2))
+            .poll_interval(Duration::from_millis(100))
+            .open(dir.join(cache))
+            .unwrap();
+        Runtime::builder().store(Arc::new(store)).build().unwrap()
+    };
+    let bytes = std::fs::read(HELLO).unwrap();
+
+    // The right CA and token: deploys are committed, and the store is healthy.
+    let good = open("s3cret", "good");
+    let component = good.compile(&bytes).unwrap();
+    let info = good
+        .deploy(DeploymentConfig::new("app", component).route("*/*".parse().unwrap()))
+        .unwrap();
+    assert_eq!(info.version, 1);
+    eventually("the store is healthy", || {
+        good.store_health().degraded.is_none()
+    });
+
+    // A wrong token: the host starts (from its empty cache), says why it is degraded, and
+    // refuses changes.
+    let bad = open("wrong", "bad");
+    eventually("the refusal is named", || {
+        bad.store_health()
+            .degraded
+            .is_some_and(|reason| reason.to_lowercase().contains("authorization"))
+    });
+    let error = bad.compile(&bytes).unwrap_err();
+    assert_eq!(
+        error.status(),
+        http::StatusCode::SERVICE_UNAVAILABLE,
+        "{error}"
+    );
+    assert!(bad.deployments().is_empty());
+    let _ = server.kill();
+    let _ = server.wait();
 }
