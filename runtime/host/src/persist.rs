@@ -140,30 +140,23 @@ impl Runtime {
     }
 
     /// Brings the table up to the store's committed state when the store has a newer
-    /// revision than the table; answers whether it changed anything. The new state goes live
-    /// at once, as a whole, after every component it needs is loaded and compiled.
-    pub(crate) fn converge(&self) -> Result<bool, Error> {
+    /// revision than the table. The new state goes live at once, as a whole, after every
+    /// component it needs is loaded and compiled.
+    pub(crate) fn converge(&self) -> Result<(), Error> {
         let Some(store) = &self.inner.options.store else {
-            return Ok(false);
+            return Ok(());
         };
         let snapshot = store.load()?;
-        if snapshot.revision <= self.inner.registry.revision() {
-            return Ok(false);
-        }
-        let entries = self.entries_from(store.as_ref(), snapshot.state)?;
         let before = self.inner.registry.revision();
-        self.inner.registry.apply(
-            Change::Restore {
-                entries,
-                revision: snapshot.revision,
-            },
-            |_, _| Ok(snapshot.revision),
-        )?;
-        let applied = self.inner.registry.revision() > before;
-        if applied {
-            tracing::info!(revision = snapshot.revision, "caught up with the store");
+        if snapshot.revision <= before {
+            return Ok(());
         }
-        Ok(applied)
+        let revision = snapshot.revision;
+        self.restore_snapshot(store.as_ref(), snapshot)?;
+        if self.inner.registry.revision() > before {
+            tracing::info!(revision, "caught up with the store");
+        }
+        Ok(())
     }
 
     /// Restores the store's state into the (empty) table, when the runtime is built.
@@ -171,15 +164,23 @@ impl Runtime {
         let Some(store) = &self.inner.options.store else {
             return Ok(());
         };
-        let snapshot = store.load()?;
-        let entries = self.entries_from(store.as_ref(), snapshot.state)?;
-        self.inner.registry.apply(
-            Change::Restore {
-                entries,
-                revision: snapshot.revision,
-            },
-            |_, _| Ok(snapshot.revision),
-        )?;
+        self.restore_snapshot(store.as_ref(), store.load()?)
+    }
+
+    /// Makes a stored state the table (unless the table is already at its revision or a
+    /// later one: see [`Change::Restore`]).
+    fn restore_snapshot(
+        &self,
+        store: &dyn DeploymentStore,
+        snapshot: crate::store::Snapshot,
+    ) -> Result<(), Error> {
+        let entries = self.entries_from(store, snapshot.state)?;
+        let change = Change::Restore {
+            entries,
+            revision: snapshot.revision,
+        };
+        // A restore is not committed: the registry never calls this.
+        self.inner.registry.apply(change, |_, base| Ok(base))?;
         Ok(())
     }
 
@@ -291,7 +292,7 @@ pub(crate) fn follow(
             let failed = if target > runtime_now.inner.registry.revision() {
                 // Short of the target after catching up (the store answered from its cached
                 // copy, or a lagging replica): that is a failure too, retried.
-                let result = runtime_now.converge().and_then(|_| {
+                let result = runtime_now.converge().and_then(|()| {
                     let now = runtime_now.inner.registry.revision();
                     if now < target {
                         Err(Error::StoreUnavailable(format!(

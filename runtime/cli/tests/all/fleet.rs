@@ -177,6 +177,22 @@ fn converged(hosts: &[&Host], value: &str, within: Duration) -> Duration {
     start.elapsed()
 }
 
+/// Waits until every host's `/v1/health` says `status`, for at most `within` in all.
+fn wait_for_status(hosts: &[&Host], status: &str, within: Duration) {
+    let deadline = Instant::now() + within;
+    let expected = format!("\"status\":\"{status}\"");
+    for host in hosts {
+        while !health(host).contains(&expected) {
+            assert!(
+                Instant::now() < deadline,
+                "never {status}: {}",
+                health(host)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
 fn health(host: &Host) -> String {
     let response = get(&host.admin, "/v1/health");
     response.split("\r\n\r\n").nth(1).unwrap_or("").to_owned()
@@ -234,16 +250,8 @@ fn three_hosts_converge_through_a_jetstream_cluster_and_survive_losing_it() {
     for node in 0..3 {
         nats.kill(node);
     }
-    let deadline = Instant::now() + Duration::from_secs(10);
+    wait_for_status(&all, "degraded", Duration::from_secs(10));
     for host in &hosts {
-        while !health(host).contains("\"status\":\"degraded\"") {
-            assert!(
-                Instant::now() < deadline,
-                "never degraded: {}",
-                health(host)
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
         assert!(health(host).contains("NATS"), "{}", health(host));
         assert_eq!(host.body("/env?V"), "4");
         let metrics = super::send(
@@ -273,17 +281,7 @@ fn three_hosts_converge_through_a_jetstream_cluster_and_survive_losing_it() {
         nats.start_node(node);
     }
     nats.wait_ready();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    for host in &hosts {
-        while !health(host).contains("\"status\":\"ok\"") {
-            assert!(
-                Instant::now() < deadline,
-                "never recovered: {}",
-                health(host)
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
+    wait_for_status(&all, "ok", Duration::from_secs(30));
     deploy_version(&hosts[1], "5");
     converged(&all, "5", within);
 

@@ -3,7 +3,7 @@
 //! JSON) degrades the hosts without touching what they serve.
 
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -151,32 +151,10 @@ fn a_bucket_state_no_host_wrote_degrades_the_hosts_and_changes_nothing() {
     assert_eq!(host.deployments(), before);
 }
 
-/// A CA, and a certificate it issued for 127.0.0.1, as PEM files in `dir`: (ca, cert, key).
-fn tls_files(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
-        .unwrap()
-        .signed_by(&key, &ca)
-        .unwrap();
-    let paths = (
-        dir.join("ca.pem"),
-        dir.join("cert.pem"),
-        dir.join("key.pem"),
-    );
-    std::fs::write(&paths.0, ca.pem()).unwrap();
-    std::fs::write(&paths.1, cert.pem()).unwrap();
-    std::fs::write(&paths.2, key.serialize_pem()).unwrap();
-    paths
-}
-
 #[test]
 fn a_tls_server_with_a_token_is_used_with_the_right_settings_and_named_with_wrong_ones() {
     let dir = tempdir();
-    let (ca, cert, key) = tls_files(&dir);
+    let [ca, cert, key] = crate::upstream::TestCa::new().write_pem(&dir);
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

@@ -49,6 +49,9 @@ pub struct TestCa {
     pub ca: CertificateDer<'static>,
     chain: Vec<CertificateDer<'static>>,
     key: Vec<u8>,
+    /// The CA certificate, the leaf certificate and its key, as PEM (for servers and
+    /// clients configured with files).
+    pem: [String; 3],
 }
 
 impl TestCa {
@@ -69,7 +72,22 @@ impl TestCa {
             ca: ca.der().clone(),
             chain: vec![leaf.der().clone()],
             key: leaf_key.serialize_der(),
+            pem: [ca.pem(), leaf.pem(), leaf_key.serialize_pem()],
         }
+    }
+
+    /// Writes the CA, the leaf certificate and its key as PEM files into `dir`:
+    /// (ca, cert, key).
+    pub fn write_pem(&self, dir: &std::path::Path) -> [std::path::PathBuf; 3] {
+        let paths = [
+            dir.join("ca.pem"),
+            dir.join("cert.pem"),
+            dir.join("key.pem"),
+        ];
+        for (path, pem) in paths.iter().zip(&self.pem) {
+            std::fs::write(path, pem).unwrap();
+        }
+        paths
     }
 }
 
