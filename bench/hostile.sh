@@ -55,7 +55,7 @@ end
 LUA
 # Each hostile path answers as its limit says (the endless body is cut).
 for p in /loop:503 /bomb:500 /h/recurse:500 /h/stdout:200 /h/wait:504 /h/headers:500 /h/huge:500 \
-  "$flood:502"; do
+  "$flood:503"; do
   code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port${p%:*}")
   [ "$code" = "${p##*:}" ] || { echo "${p%:*} answered $code, not ${p##*:}" >&2; exit 1; }
 done

@@ -238,6 +238,7 @@ where
     let failure_note = Arc::new(OnceLock::new());
     let task_failure_note = failure_note.clone();
     let task_deployment = deployment.clone();
+    let lane = store.data().lane_waits();
     let guest = async move {
         let limits = &task_deployment.limits;
         let mut instantiation = None;
@@ -266,6 +267,7 @@ where
                 if let Poll::Ready(result) = ready {
                     return Poll::Ready(Some(result));
                 }
+                lane.waiting();
                 let timer =
                     timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
                 timer.as_mut().poll(cx).map(|()| None)

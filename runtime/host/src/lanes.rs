@@ -7,15 +7,18 @@
 //! time continues only while it holds one of a few *long-running lanes*, which such guests
 //! take turns at, one tick at a time (a fair, first-come queue). Short requests never wait
 //! for a lane: whatever long guests do, they leave the other workers to the short ones. A
-//! guest gives its lane back whenever it calls into the host (to wait for I/O, say), so a lane
-//! is only ever held by guest code that is running.
+//! guest gives its lane back whenever it has to wait (for I/O, a timer, its turn), so a lane
+//! is only ever held by a guest that is running — its own code or the host calls it makes
+//! that finish at once. (Giving it back at every host call instead would let a guest that
+//! calls the host in a tight loop — appending thousands of header fields, writing stdout a
+//! line at a time — run on outside the lanes.)
 //!
 //! Time a guest spends yielded (waiting for a worker or a lane) is not its CPU time. Its next
 //! tick's deadline was set before it yielded, so when it resumes after the epoch has moved
 //! on, the deadline has already passed: that first tick after a resume is not charged unless
 //! the epoch advanced while the guest was running again.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -60,8 +63,10 @@ impl Lanes {
 pub(crate) struct LaneUse {
     lanes: Lanes,
     ticks: u64,
-    /// Shared with the guest's pending yield, once it has ticked.
-    turn: Option<Arc<Turn>>,
+    /// Shared with the guest's pending yield and with the code that polls the guest.
+    turn: Arc<Turn>,
+    /// The epoch and the count of waits when the guest last called into the host.
+    host_call: (u64, u64),
 }
 
 /// What a guest's yield leaves behind for its next tick.
@@ -69,6 +74,10 @@ pub(crate) struct LaneUse {
 struct Turn {
     /// The lane held during the current tick, once the guest is long-running.
     permit: Mutex<Option<OwnedSemaphorePermit>>,
+    /// Whether `permit` holds a lane (read without the lock on every wait).
+    holding: AtomicBool,
+    /// How many times the guest has waited (its poll returned pending).
+    waits: AtomicU64,
     /// The epoch when the guest last resumed from a yield ([`NOT_RESUMED`] if it has not
     /// since its last tick).
     resumed_at: AtomicU64,
@@ -81,17 +90,52 @@ impl LaneUse {
         Self {
             lanes: lanes.clone(),
             ticks: 0,
-            turn: None,
+            turn: Arc::new(Turn {
+                permit: Mutex::new(None),
+                holding: AtomicBool::new(false),
+                waits: AtomicU64::new(0),
+                resumed_at: AtomicU64::new(NOT_RESUMED),
+            }),
+            host_call: (0, 0),
         }
+    }
+
+    /// The guest calls into the host.
+    pub(crate) fn on_calling_host(&mut self) {
+        self.host_call = (
+            self.lanes.epoch.load(Ordering::Relaxed),
+            self.turn.waits.load(Ordering::Relaxed),
+        );
+    }
+
+    /// The guest's host call returns: the epoch ticks it took if it never waited (work the
+    /// host did for the guest, which is the guest's CPU time like its own code), else 0 (it
+    /// waited for I/O, a timer or another task: not CPU time).
+    /// Those ticks count towards the guest becoming long-running, the last one through the
+    /// [`on_tick`](Self::on_tick) its caller makes happen.
+    pub(crate) fn on_returning_from_host(&mut self) -> u64 {
+        let (epoch, waits) = self.host_call;
+        if self.turn.waits.load(Ordering::Relaxed) != waits {
+            return 0;
+        }
+        let ticks = self
+            .lanes
+            .epoch
+            .load(Ordering::Relaxed)
+            .saturating_sub(epoch);
+        self.ticks += ticks.saturating_sub(1);
+        ticks
+    }
+
+    /// What the code polling the guest uses to give the lane back whenever the guest waits.
+    pub(crate) fn waits(&self) -> LaneWaits {
+        LaneWaits(self.turn.clone())
     }
 
     /// Whether the tick that just fired was caused by time spent yielded rather than
     /// running: the guest resumed after its deadline and the epoch has not moved since.
     pub(crate) fn stale_tick(&self) -> bool {
-        let Some(turn) = &self.turn else {
-            return false;
-        };
-        let resumed = turn.resumed_at.swap(NOT_RESUMED, Ordering::Relaxed);
+        let resumed = self.turn.resumed_at.swap(NOT_RESUMED, Ordering::Relaxed);
         resumed != NOT_RESUMED && resumed == self.lanes.epoch.load(Ordering::Relaxed)
     }
 
@@ -99,18 +143,10 @@ impl LaneUse {
     /// and queues for one again before it goes on.
     pub(crate) fn on_tick(&mut self) -> UpdateDeadline {
         self.ticks += 1;
-        let turn = self
-            .turn
-            .get_or_insert_with(|| {
-                Arc::new(Turn {
-                    permit: Mutex::new(None),
-                    resumed_at: AtomicU64::new(NOT_RESUMED),
-                })
-            })
-            .clone();
+        let turn = self.turn.clone();
         let epoch = self.lanes.epoch.clone();
         let lanes = (self.ticks > self.lanes.after_ticks).then(|| {
-            release(&turn.permit);
+            turn.release();
             self.lanes.lanes.clone()
         });
         UpdateDeadline::YieldCustom(
@@ -123,23 +159,35 @@ impl LaneUse {
                     && let Ok(permit) = lanes.acquire_owned().await
                 {
                     *turn.permit.lock().unwrap_or_else(|e| e.into_inner()) = Some(permit);
+                    turn.holding.store(true, Ordering::Relaxed);
                 }
                 turn.resumed_at
                     .store(epoch.load(Ordering::Relaxed), Ordering::Relaxed);
             }),
         )
     }
+}
 
-    /// The guest calls into the host: its lane, if any, is free for others meanwhile.
-    pub(crate) fn on_host_call(&self) {
-        if let Some(turn) = &self.turn {
-            release(&turn.permit);
+impl Turn {
+    fn release(&self) {
+        if self.holding.swap(false, Ordering::Relaxed) {
+            drop(self.permit.lock().unwrap_or_else(|e| e.into_inner()).take());
         }
     }
 }
 
-fn release(held: &Mutex<Option<OwnedSemaphorePermit>>) {
-    drop(held.lock().unwrap_or_else(|e| e.into_inner()).take());
+/// Held by the code that polls a guest: whenever the guest has to wait, its lane is free
+/// for others meanwhile.
+#[derive(Debug)]
+pub(crate) struct LaneWaits(Arc<Turn>);
+
+impl LaneWaits {
+    /// The guest's poll returned pending: it waits (for I/O, a timer, a worker or a lane).
+    /// A lane it holds goes back to the queue; it queues again at its next tick.
+    pub(crate) fn waiting(&self) {
+        self.0.waits.fetch_add(1, Ordering::Relaxed);
+        self.0.release();
+    }
 }
 
 #[cfg(test)]
@@ -172,8 +220,8 @@ mod tests {
         assert!(ends(&mut queue(&mut a)).await, "the lane is free");
         let mut b_turn = queue(&mut b);
         assert!(!ends(&mut b_turn).await, "the lane is a's");
-        // a calls into the host: its lane goes to b.
-        a.on_host_call();
+        // a waits for I/O: its lane goes to b.
+        a.waits().waiting();
         assert!(ends(&mut b_turn).await, "b has the lane");
         let mut a_turn = queue(&mut a);
         assert!(!ends(&mut a_turn).await, "the lane is b's");

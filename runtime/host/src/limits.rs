@@ -23,6 +23,13 @@ pub struct Limits {
     /// Outbound requests (`wasi:http/outgoing-handler`) per incoming request. Default 50;
     /// key `subrequests`.
     pub subrequests: u32,
+    /// Subrequests of one request in flight at once: sent and waiting for their response
+    /// head. Further ones wait, unsent, until a head arrives (or a subrequest fails), so a
+    /// request cannot set the host making hundreds of connections at once (Cloudflare
+    /// Workers bounds open connections per request at 6 too; here a response whose head is
+    /// in no longer counts, so a guest holding unread responses cannot deadlock itself).
+    /// Default 6; key `concurrent_subrequests`.
+    pub concurrent_subrequests: u32,
     /// Bytes of an incoming request's body. Default 100 MiB; key `request_body`
     /// (or `request_body_mib`). A declared larger `Content-Length` gets 413 at once.
     pub request_body: u64,
@@ -62,6 +69,7 @@ impl Default for Limits {
             wall_time: Duration::from_secs(30),
             memory: 128 << 20,
             subrequests: 50,
+            concurrent_subrequests: 6,
             request_body: 100 << 20,
             response_body: 1 << 30,
             outbound_body: 256 << 20,
@@ -84,11 +92,12 @@ enum Unit {
 }
 
 /// Every limit by its canonical key (milliseconds, bytes, or a count).
-const KEYS: [(&str, Unit); 13] = [
+const KEYS: [(&str, Unit); 14] = [
     ("cpu_ms", Unit::Millis),
     ("wall_ms", Unit::Millis),
     ("memory", Unit::Bytes),
     ("subrequests", Unit::Count),
+    ("concurrent_subrequests", Unit::Count),
     ("request_body", Unit::Bytes),
     ("response_body", Unit::Bytes),
     ("outbound_body", Unit::Bytes),
@@ -122,6 +131,12 @@ impl Limits {
     /// Sets the subrequests allowed per request. Default is 50.
     pub fn subrequests(mut self, count: u32) -> Self {
         self.subrequests = count;
+        self
+    }
+
+    /// Sets how many subrequests of one request may be in flight at once. Default is 6.
+    pub fn concurrent_subrequests(mut self, count: u32) -> Self {
+        self.concurrent_subrequests = count;
         self
     }
 
@@ -182,8 +197,9 @@ impl Limits {
     /// Sets a limit by its key: `cpu_ms`, `wall_ms`, `queue_ms`, `connect_timeout_ms`,
     /// `first_byte_timeout_ms`, `between_bytes_timeout_ms` (milliseconds); `memory`,
     /// `request_body`, `response_body`, `outbound_body`, `cache` (bytes, or MiB with a `_mib`
-    /// suffix); `subrequests`, `concurrency` (counts). Zero is refused for every key but
-    /// `subrequests` and `queue_ms`. The error names the key and what is wrong with it.
+    /// suffix); `subrequests`, `concurrent_subrequests`, `concurrency` (counts). Zero is
+    /// refused for every key but `subrequests` and `queue_ms`. The error names the key and
+    /// what is wrong with it.
     pub fn set(&mut self, key: &str, value: u64) -> Result<(), String> {
         let (canonical, value) = match key.strip_suffix("_mib") {
             Some(base) if matches!(unit_of(base), Some(Unit::Bytes)) => (
@@ -209,6 +225,7 @@ impl Limits {
             "wall_ms" => self.wall_time = ms,
             "memory" => self.memory = value,
             "subrequests" => self.subrequests = count()?,
+            "concurrent_subrequests" => self.concurrent_subrequests = count()?,
             "request_body" => self.request_body = value,
             "response_body" => self.response_body = value,
             "outbound_body" => self.outbound_body = value,
@@ -234,6 +251,7 @@ impl Limits {
                     "wall_ms" => ms(self.wall_time),
                     "memory" => self.memory,
                     "subrequests" => u64::from(self.subrequests),
+                    "concurrent_subrequests" => u64::from(self.concurrent_subrequests),
                     "request_body" => self.request_body,
                     "response_body" => self.response_body,
                     "outbound_body" => self.outbound_body,

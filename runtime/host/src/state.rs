@@ -9,7 +9,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 use crate::host::cache::CacheCtx;
 use crate::host::crypto::CryptoCtx;
 use crate::host::fetch::OutboundHooks;
-use crate::lanes::{LaneUse, Lanes};
+use crate::lanes::{LaneUse, LaneWaits, Lanes};
 use crate::limits::{Limit, Limits};
 use crate::telemetry::RequestTelemetry;
 
@@ -28,6 +28,8 @@ pub(crate) struct RequestState {
     /// One epoch tick, and host work done for the guest not yet charged as ticks.
     tick_ns: u64,
     host_ns: u64,
+    /// Whether the current host call charged its work itself (by the clock, not in ticks).
+    host_charged: bool,
     /// Key material held by the request's crypto handles, bytes (bounded).
     pub(crate) key_bytes: usize,
     /// The limit that stopped the guest, if any: set before the trap it causes.
@@ -76,10 +78,16 @@ impl RequestState {
             lanes: LaneUse::new(lanes),
             tick_ns: u64::try_from(tick_ns).unwrap_or(u64::MAX),
             host_ns: 0,
+            host_charged: false,
             key_bytes: 0,
             tripped: None,
             telemetry,
         }
+    }
+
+    /// For the code polling the guest: gives its long-running lane back whenever it waits.
+    pub(crate) fn lane_waits(&self) -> LaneWaits {
+        self.lanes.waits()
     }
 
     /// Bytes of linear memory the guest's instance has grown to (all memories).
@@ -125,18 +133,26 @@ impl RequestState {
 }
 
 impl RequestState {
-    /// Charges CPU work the host did for the guest (crypto) to the guest's CPU time, which
-    /// otherwise counts only guest code: a guest cannot get unmetered CPU by calling the
-    /// host. Traps with the CPU-time limit when the budget is spent.
+    /// Charges CPU work the host did for the guest, measured by the clock (crypto), to the
+    /// guest's CPU time: a guest cannot get unmetered CPU by calling the host. (Other host
+    /// calls are charged in whole epoch ticks by the call hook; a call that charged itself
+    /// here is not charged again.) Traps with the CPU-time limit when the budget is spent.
     pub(crate) fn charge_host_work(
         &mut self,
         elapsed: std::time::Duration,
     ) -> wasmtime::Result<()> {
+        self.host_charged = true;
         self.host_ns = self
             .host_ns
             .saturating_add(u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX));
         let ticks = self.host_ns / self.tick_ns.max(1);
         self.host_ns %= self.tick_ns.max(1);
+        self.charge_ticks(ticks)
+    }
+
+    /// Charges `ticks` of host work to the guest's CPU time; traps with the CPU-time limit
+    /// when the budget is spent.
+    fn charge_ticks(&mut self, ticks: u64) -> wasmtime::Result<()> {
         if ticks >= self.cpu_ticks_left && ticks > 0 {
             self.cpu_ticks_left = 0;
             self.tripped = Some(Limit::CpuTime);
@@ -152,19 +168,34 @@ impl RequestState {
 impl RequestState {
     /// Time spent in host calls (waiting for I/O above all) is not the guest's CPU time:
     /// restart the current tick when the guest resumes, so that only ticks that pass while
-    /// guest code runs are counted. A long-running lane is given back during host calls.
+    /// guest code runs are counted. (A long-running lane is given back when the guest waits,
+    /// by the code polling it: see [`crate::lanes::LaneWaits`].)
     pub(crate) fn on_call_hook(
         mut store: StoreContextMut<'_, Self>,
         hook: CallHook,
     ) -> wasmtime::Result<()> {
         match hook {
-            CallHook::ReturningFromHost => store.set_epoch_deadline(1),
+            CallHook::CallingHost => store.data_mut().lanes.on_calling_host(),
+            CallHook::ReturningFromHost => {
+                let state = store.data_mut();
+                let ticks = state.lanes.on_returning_from_host();
+                if ticks == 0 || std::mem::take(&mut state.host_charged) {
+                    store.set_epoch_deadline(1);
+                } else {
+                    // Host work done for the guest without waiting is its CPU time: the
+                    // ticks it took are charged, the last one by the epoch callback, which
+                    // runs at once (deadline 0) and yields, or queues for a lane, as at any
+                    // tick. Otherwise a guest calling the host in a loop (polling a
+                    // thousand pollables over and over, say) would run unmetered.
+                    state.charge_ticks(ticks - 1)?;
+                    store.set_epoch_deadline(0);
+                }
+            }
             // The host calls into the guest mid-call too: `cabi_realloc`, to place a result
             // (the bytes of a read) in guest memory. The deadline set before the host call
             // may have passed while the host waited for I/O: without a fresh one, that
             // wait would be charged as a tick of CPU time.
             CallHook::CallingWasm => store.set_epoch_deadline(1),
-            CallHook::CallingHost => store.data().lanes.on_host_call(),
             _ => {}
         }
         Ok(())

@@ -36,8 +36,9 @@ pub(crate) struct DeployArgs {
     #[arg(long)]
     memory_mib: Option<u64>,
     /// Any limit as KEY=VALUE (repeatable): cpu_ms, wall_ms, memory_mib, subrequests,
-    /// request_body_mib, response_body_mib, outbound_body_mib, concurrency, queue_ms,
-    /// connect_timeout_ms, first_byte_timeout_ms, between_bytes_timeout_ms.
+    /// concurrent_subrequests, request_body_mib, response_body_mib, outbound_body_mib,
+    /// concurrency, queue_ms, connect_timeout_ms, first_byte_timeout_ms,
+    /// between_bytes_timeout_ms, cache_mib.
     #[arg(long = "limit", value_name = "KEY=VALUE")]
     limits: Vec<String>,
     /// An origin its handlers may fetch from, e.g. 'https://api.example.com' or

@@ -20,6 +20,7 @@ use futures::future::BoxFuture;
 use http::header::{self, HeaderMap, HeaderName};
 use http_body_util::BodyExt;
 use http_body_util::combinators::UnsyncBoxBody;
+use tokio::sync::Semaphore;
 use wasmtime_wasi_http::{RequestOptions, WasiBody, WasiHttpHooks};
 
 pub use client::HyperFetch;
@@ -192,6 +193,11 @@ pub(crate) struct OutboundHooks {
     deployment: SharedDeployment,
     backend: Arc<dyn FetchBackend>,
     sent: u32,
+    /// The request's slots for subrequests in flight ([`Limits::concurrent_subrequests`]),
+    /// made at its first subrequest.
+    ///
+    /// [`Limits::concurrent_subrequests`]: crate::Limits::concurrent_subrequests
+    in_flight: Option<Arc<Semaphore>>,
     trace: TraceContext,
     telemetry: RequestTelemetry,
 }
@@ -207,6 +213,7 @@ impl OutboundHooks {
             deployment,
             backend,
             sent: 0,
+            in_flight: None,
             trace,
             telemetry,
         }
@@ -355,8 +362,19 @@ impl WasiHttpHooks for OutboundHooks {
             options.and_then(|o| o.between_bytes_timeout),
         );
         let outbound = limits.outbound_body;
-        let response = self.backend.send(request, send);
+        let slots = (limits.concurrent_subrequests as usize).max(1);
+        let in_flight = self
+            .in_flight
+            .get_or_insert_with(|| Arc::new(Semaphore::new(slots)))
+            .clone();
+        let backend = self.backend.clone();
         Box::new(async move {
+            // Sent only once one of the request's slots is free, held until the response
+            // head is in (or the subrequest failed).
+            let Ok(slot) = in_flight.acquire_owned().await else {
+                return Err(refuse("the request has ended".to_owned()));
+            };
+            let response = backend.send(request, send);
             let sent = std::time::Instant::now();
             // Counted from sending, connection set-up included (which also has its own
             // timeout inside the backend).
@@ -383,7 +401,7 @@ impl WasiHttpHooks for OutboundHooks {
                     return Err(e);
                 }
             };
-            drop(span);
+            drop((span, slot));
             let (mut parts, body) = response.into_parts();
             strip_hop_by_hop(&mut parts.headers);
             let declared = declared_response_length(&parts.headers, parts.status, head);

@@ -47,6 +47,7 @@ impl LocalStore {
     }
 
     /// Whether the component with this digest is stored.
+    #[cfg(feature = "nats")]
     pub(crate) fn has_component(&self, digest: &str) -> bool {
         self.component_path(digest).is_ok_and(|path| path.is_file())
     }

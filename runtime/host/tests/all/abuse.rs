@@ -337,14 +337,16 @@ async fn hostile_guests_end_within_their_limits_while_hello_is_served() {
         .limits(limits)
         .start()
         .await;
-    // The stack overflow traps (500), megabytes of stdout are discarded (200), a pollable that
-    // never fires meets the wall limit (504), 10 000 response fields are refused (500), an
+    // The stack overflow traps (500), megabytes of stdout are discarded (200) unless writing
+    // them spends the CPU limit first (503: the host's work for each write is the guest's
+    // CPU time, and a debug build is slow at it), a pollable that never fires meets the wall
+    // limit (504), 10 000 response fields are refused (500), an
     // endless body is cut (the client sees a broken body, never a complete one).
     for (path, expected) in [
-        ("/recurse", Some(500)),
-        ("/stdout", Some(200)),
-        ("/wait", Some(504)),
-        ("/headers", Some(500)),
+        ("/recurse", Some(&[500][..])),
+        ("/stdout", Some(&[200, 503][..])),
+        ("/wait", Some(&[504])),
+        ("/headers", Some(&[500])),
         ("/stream", None),
     ] {
         let started = Instant::now();
@@ -354,7 +356,10 @@ async fn hostile_guests_end_within_their_limits_while_hello_is_served() {
         let status = reply.as_ref().map(|r| r.status.as_u16()).ok();
         println!("hostile {path}: {status:?} after {:?}", started.elapsed());
         match expected {
-            Some(code) => assert_eq!(status, Some(code), "{path}"),
+            Some(codes) => assert!(
+                status.is_some_and(|s| codes.contains(&s)),
+                "{path}: {status:?}, not one of {codes:?}"
+            ),
             None => assert!(reply.is_err(), "{path}: the endless body must be cut"),
         }
         let hello = host.get(Proto::H1, "/hello").await.unwrap();

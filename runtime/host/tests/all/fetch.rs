@@ -139,6 +139,36 @@ async fn three_subrequests_from_one_handler_are_in_flight_together() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subrequests_past_the_in_flight_limit_wait_for_a_slot() {
+    let upstream = Upstream::plain().await;
+    let url = encode(&upstream.url("http", "/slow?ms=300"));
+    // Default: 6 in flight at once; the other 4 of 10 wait for slots and are then sent.
+    let host = plain_host(&upstream, Limits::default()).await;
+    let started = Instant::now();
+    let reply = host
+        .get(Proto::H1, &format!("/f/concurrent?url={url}&n=10"))
+        .await
+        .unwrap();
+    assert_eq!(reply.text(), "ok 10\n");
+    assert_eq!(upstream.counters.max_in_flight.load(Ordering::SeqCst), 6);
+    assert!(
+        started.elapsed() >= Duration::from_millis(600),
+        "two rounds of the slow upstream: {:?}",
+        started.elapsed()
+    );
+
+    let upstream = Upstream::plain().await;
+    let url = encode(&upstream.url("http", "/slow?ms=200"));
+    let host = plain_host(&upstream, Limits::default().concurrent_subrequests(2)).await;
+    let reply = host
+        .get(Proto::H1, &format!("/f/concurrent?url={url}&n=5"))
+        .await
+        .unwrap();
+    assert_eq!(reply.text(), "ok 5\n");
+    assert_eq!(upstream.counters.max_in_flight.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn denied_origins_loopback_names_and_private_addresses_are_refused_by_name() {
     let upstream = Upstream::plain().await;
     let port = upstream.addr.port();
