@@ -12,8 +12,9 @@ use std::time::Duration;
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Limits {
-    /// Guest CPU time per request: time spent executing guest code, not time spent waiting
-    /// for I/O. Measured in epoch ticks of the engine. Default 50 ms; key `cpu_ms`.
+    /// Guest CPU time per request: time spent executing guest code and the host calls it
+    /// makes that return without waiting (the host's work for the guest), not time spent
+    /// waiting for I/O. Measured in epoch ticks of the engine. Default 50 ms; key `cpu_ms`.
     pub cpu_time: Duration,
     /// Wall-clock time per request, from dispatch until the response body is complete.
     /// Default 30 s; key `wall_ms`.
