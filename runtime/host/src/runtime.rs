@@ -177,6 +177,7 @@ impl RuntimeBuilder {
     /// Builds the runtime: creates the engine, starts its epoch thread, and restores the
     /// deployments of the store, if one is set (from precompiled artifacts: no recompiling).
     pub fn build(&self) -> Result<Runtime, Error> {
+        warm_up_randomness();
         let engine = build_engine(&self.engine)?;
         let epoch = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let ticker = EpochTicker::start(&engine, self.engine.epoch_tick, epoch.clone())?;
@@ -403,6 +404,15 @@ impl Runtime {
     {
         crate::dispatch::handle(self, request).await
     }
+}
+
+/// Seeds aws-lc's random generator now, not in some guest's first request: its first use in
+/// a process gathers jitter entropy for tens of milliseconds, and a guest whose host call
+/// (a subrequest's trace id, a crypto call) paid for it would be charged that as CPU time.
+fn warm_up_randomness() {
+    let mut byte = [0u8; 1];
+    // A failure here shows again, and is handled, where randomness is used.
+    let _ = aws_lc_rs::rand::fill(&mut byte);
 }
 
 /// Deployment names: 1 to 64 of `a-z`, `0-9`, `-`, `_` (they appear in paths and logs).
