@@ -17,19 +17,44 @@ struct NatsCluster {
     nodes: Vec<Option<Running>>,
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// `n` distinct free loopback ports: every listener is held until all are picked, so no two
+/// nodes are handed the same port.
+fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    listeners
+        .iter()
+        .map(|listener| listener.local_addr().unwrap().port())
+        .collect()
 }
 
 impl NatsCluster {
+    /// Starts a cluster of `size` nodes and waits until every one is healthy. A port picked
+    /// free can still be taken by another process before `nats-server` binds it (the other
+    /// tests of this binary run alongside), so a cluster that does not come up is started
+    /// again on fresh ports, twice at most; the last failure panics with the nodes' logs.
     fn start(dir: &Path, size: usize) -> Self {
+        const ATTEMPTS: usize = 3;
+        let mut attempt = 1;
+        loop {
+            let mut cluster = Self::launch(&dir.join(format!("attempt{attempt}")), size);
+            match cluster.wait_healthy(Duration::from_secs(30)) {
+                Ok(()) => return cluster,
+                Err(why) if attempt < ATTEMPTS => {
+                    eprintln!("NATS cluster attempt {attempt} failed, again on fresh ports: {why}");
+                    attempt += 1;
+                }
+                Err(why) => panic!("NATS cluster never came up ({ATTEMPTS} attempts): {why}"),
+            }
+        }
+    }
+
+    fn launch(dir: &Path, size: usize) -> Self {
         std::fs::create_dir_all(dir).unwrap();
-        let ports = (0..size)
-            .map(|_| (free_port(), free_port(), free_port()))
+        let ports = free_ports(3 * size)
+            .chunks(3)
+            .map(|p| (p[0], p[1], p[2]))
             .collect();
         let mut cluster = Self {
             dir: dir.to_path_buf(),
@@ -39,8 +64,11 @@ impl NatsCluster {
         for node in 0..size {
             cluster.start_node(node);
         }
-        cluster.wait_ready();
         cluster
+    }
+
+    fn log_path(&self, node: usize) -> PathBuf {
+        self.dir.join(format!("n{node}.log"))
     }
 
     fn start_node(&mut self, node: usize) {
@@ -63,11 +91,17 @@ impl NatsCluster {
             ),
         )
         .unwrap();
+        // nats-server logs to stderr; a restarted node appends to the same file.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path(node))
+            .unwrap();
         let child = Command::new("nats-server")
             .arg("-c")
             .arg(&config)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .unwrap_or_else(|e| {
                 panic!("cannot run nats-server ({e}): scripts/test installs it (apt-get install nats-server)")
@@ -75,27 +109,50 @@ impl NatsCluster {
         self.nodes[node] = Some(Running(child));
     }
 
-    /// Waits until every running node reports JetStream healthy.
-    fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        for (node, (_, _, monitor)) in self.ports.iter().enumerate() {
-            if self.nodes[node].is_none() {
-                continue;
-            }
+    /// The last lines of a node's log, for failure messages.
+    fn log_tail(&self, node: usize) -> String {
+        let log = std::fs::read_to_string(self.log_path(node)).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(15)..].join("\n")
+    }
+
+    /// Waits until every running node reports JetStream healthy; panics if one does not
+    /// within 60 s.
+    fn wait_ready(&mut self) {
+        if let Err(why) = self.wait_healthy(Duration::from_secs(60)) {
+            panic!("{why}");
+        }
+    }
+
+    /// Waits until every running node reports JetStream healthy, for at most `within` in
+    /// all; a node that exits or stays unhealthy is an error carrying its log.
+    fn wait_healthy(&mut self, within: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + within;
+        for node in 0..self.nodes.len() {
+            let monitor = self.ports[node].2;
             let url = format!("http://127.0.0.1:{monitor}");
-            loop {
-                let healthy = std::net::TcpStream::connect(("127.0.0.1", *monitor)).is_ok()
+            while let Some(Running(child)) = self.nodes[node].as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    return Err(format!(
+                        "NATS node {node} exited ({status}):\n{}",
+                        self.log_tail(node)
+                    ));
+                }
+                let healthy = std::net::TcpStream::connect(("127.0.0.1", monitor)).is_ok()
                     && get(&url, "/healthz").starts_with("HTTP/1.1 200");
                 if healthy {
                     break;
                 }
-                assert!(
-                    Instant::now() < deadline,
-                    "NATS node {node} never got healthy"
-                );
+                if Instant::now() >= deadline {
+                    return Err(format!(
+                        "NATS node {node} not healthy after {within:?}:\n{}",
+                        self.log_tail(node)
+                    ));
+                }
                 std::thread::sleep(Duration::from_millis(200));
             }
         }
+        Ok(())
     }
 
     /// The node leading the deployment bucket's stream (from a live node's monitoring).
