@@ -28,11 +28,15 @@ const ZONE: &str = r#"
 "#;
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    free_ports::<1>()[0]
+}
+
+/// `N` distinct free loopback ports: every listener is held until all are picked, so no two
+/// are the same.
+fn free_ports<const N: usize>() -> [u16; N] {
+    let listeners: [std::net::TcpListener; N] =
+        std::array::from_fn(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap());
+    std::array::from_fn(|i| listeners[i].local_addr().unwrap().port())
 }
 
 /// unbound on loopback: plain DNS on `dns`, DoH on `doh`, remote control on `control`.
@@ -61,7 +65,7 @@ impl Unbound {
         let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
         std::fs::write(dir.join("cert.pem"), cert.cert.pem()).unwrap();
         std::fs::write(dir.join("key.pem"), cert.signing_key.serialize_pem()).unwrap();
-        let (dns, doh, control) = (free_port(), free_port(), free_port());
+        let [dns, doh, control] = free_ports();
         let config = format!(
             r#"server:
     interface: 127.0.0.1@{dns}
