@@ -20,16 +20,13 @@ on_port=18080
 off_ports=(18082 18084)
 sink_port=18417
 state=$(mktemp -d)
-mkdir -p "$state/on" "$state/off0" "$state/off1"
+mkdir -p "$state/on"
 { server_toml "$on_port" "$state/on"; hello_toml "*/*"; cat <<TOML
 [telemetry]
 otlp_endpoint = "http://127.0.0.1:$sink_port"
 otlp_protocol = "grpc"
 TOML
 } > "$state/on/virga.toml"
-for i in 0 1; do
-  { server_toml "${off_ports[$i]}" "$state/off$i"; hello_toml "*/*"; } > "$state/off$i/virga.toml"
-done
 target/release/examples/otlp_sink 127.0.0.1:$sink_port > "$state/sink.log" &
 sink_pid=$!
 # Host logs at warn: the export is what is measured, not stderr.
@@ -37,6 +34,8 @@ RUST_LOG=warn target/release/virga serve --config "$state/on/virga.toml" >/dev/n
 on_pid=$!
 off_pids=()
 for i in 0 1; do
+  mkdir -p "$state/off$i"
+  { server_toml "${off_ports[$i]}" "$state/off$i"; hello_toml "*/*"; } > "$state/off$i/virga.toml"
   RUST_LOG=warn OTEL_SDK_DISABLED=true target/release/virga serve --config "$state/off$i/virga.toml" >/dev/null 2>&1 &
   off_pids+=($!)
 done
@@ -66,10 +65,10 @@ sink_after=$(cpu $sink_pid)
 sleep 2
 echo "receiver: $(tail -1 "$state/sink.log")" >&2
 echo "receiver CPU during the runs: $(( (sink_after - sink_before) * 1000 / hz )) ms" >&2
-python3 - "$results" "$secs" "$hz" <<'PY'
+python3 - "$results" "$secs" "$hz" "${names[@]}" <<'PY'
 import sys
 from collections import defaultdict
-path, secs, hz = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
+path, secs, hz, names = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), sys.argv[4:]
 rps = defaultdict(dict)
 reqs, ticks = defaultdict(float), defaultdict(float)
 for line in open(path):
@@ -77,7 +76,7 @@ for line in open(path):
     rps[int(r)][int(m)] = float(v)
     reqs[int(m)] += float(v) * secs
     ticks[int(m)] += float(t)
-for m, name in enumerate(["export-on", "export-off-a", "export-off-b"]):
+for m, name in enumerate(names):
     print(f"{name:<14} host CPU {ticks[m] / hz / reqs[m] * 1e6:6.1f} us/request")
 rounds = sorted(rps)
 on = [rps[r][0] / ((rps[r][1] + rps[r][2]) / 2) for r in rounds]
@@ -85,7 +84,7 @@ floor = [rps[r][2] / rps[r][1] for r in rounds]
 total = sum(rps[r][0] for r in rounds) / sum((rps[r][1] + rps[r][2]) / 2 for r in rounds)
 print(f"export on / export off: {total:.1%} of the requests/s "
       f"(rounds: {', '.join(f'{x:.1%}' for x in on)})")
-print(f"noise floor, export-off-b / export-off-a: "
+print(f"noise floor, {names[2]} / {names[1]}: "
       f"{sum(rps[r][2] for r in rounds) / sum(rps[r][1] for r in rounds):.1%} "
       f"(rounds: {', '.join(f'{x:.1%}' for x in floor)})")
 PY

@@ -33,7 +33,8 @@ impl NatsCluster {
     /// Starts a cluster of `size` nodes and waits until every one is healthy. A port picked
     /// free can still be taken by another process before `nats-server` binds it (the other
     /// tests of this binary run alongside), so a cluster that does not come up is started
-    /// again on fresh ports, twice at most; the last failure panics with the nodes' logs.
+    /// again on fresh ports, twice at most; the last failure panics with the failing node's
+    /// log.
     fn start(dir: &Path, size: usize) -> Self {
         const ATTEMPTS: usize = 3;
         let mut attempt = 1;
