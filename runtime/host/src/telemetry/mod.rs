@@ -12,9 +12,12 @@
 mod guest_log;
 mod metrics;
 mod otlp;
+mod otlp_encode;
 mod prometheus;
 mod queue;
 mod request;
+mod server_span;
+mod trace_export;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -145,13 +148,20 @@ impl TelemetryBuilder {
         let mut exports_metrics = false;
         let dropped_spans = Arc::new(AtomicU64::new(0));
         let dropped_logs = Arc::new(AtomicU64::new(0));
+        let scope = InstrumentationScope::builder(SCOPE)
+            .with_version(env!("CARGO_PKG_VERSION"))
+            .build();
+        let mut server_spans = None;
         if let Some(otlp) = &self.otlp {
             if tracer_provider.is_none() && otlp.traces {
                 let queue = QueueOptions {
                     capacity: self.export_queue,
                     dropped: dropped_spans.clone(),
                 };
-                tracer_provider = Some(otlp.tracer_provider(resource.clone(), queue)?);
+                let (provider, server) =
+                    otlp.tracer_provider(resource.clone(), scope.clone(), queue)?;
+                tracer_provider = Some(provider);
+                server_spans = Some(server);
             }
             if logger_provider.is_none() && otlp.logs {
                 let queue = QueueOptions {
@@ -166,9 +176,6 @@ impl TelemetryBuilder {
             }
         }
         let meter_provider = meters.with_resource(resource).build();
-        let scope = InstrumentationScope::builder(SCOPE)
-            .with_version(env!("CARGO_PKG_VERSION"))
-            .build();
         let meter = meter_provider.meter_with_scope(scope.clone());
         let dropped = meter
             .u64_observable_counter("virga.telemetry.dropped")
@@ -188,6 +195,7 @@ impl TelemetryBuilder {
                     .as_ref()
                     .map(|p| p.tracer_with_scope(scope.clone())),
                 logger: logger_provider.as_ref().map(|p| p.logger_with_scope(scope)),
+                server_spans,
                 instruments: Instruments::new(&meter),
                 meter,
                 instances: std::sync::OnceLock::new(),
@@ -234,7 +242,10 @@ pub struct Telemetry {
 }
 
 pub(crate) struct Shared {
+    /// The tracer of host calls' spans (and of server spans, for an embedder's provider).
     pub(crate) tracer: Option<SdkTracer>,
+    /// Server spans recorded for Virga's own OTLP export.
+    pub(crate) server_spans: Option<server_span::ServerSpans>,
     pub(crate) logger: Option<SdkLogger>,
     pub(crate) instruments: Instruments,
     pub(crate) guest_log_lines: u32,

@@ -5,17 +5,19 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use opentelemetry_otlp::{
-    LogExporter, MetricExporter, SpanExporter, WithExportConfig, WithHttpConfig, WithTonicConfig,
+    LogExporter, MetricExporter, WithExportConfig, WithHttpConfig, WithTonicConfig,
 };
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::logs::SdkLoggerProvider;
 use opentelemetry_sdk::metrics::PeriodicReader;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 
-use super::queue::{QueueOptions, QueuedLogs, QueuedSpans};
+use super::otlp_encode::SpanEncoder;
+use super::queue::{QueueOptions, QueuedLogs, QueuedSpans, SpanQueue};
+use super::server_span::ServerSpans;
+use super::trace_export::TraceClient;
 use crate::error::Error;
 use opentelemetry_sdk::logs::LogExporter as _;
-use opentelemetry_sdk::trace::SpanExporter as _;
 
 /// The OTLP transport.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -232,26 +234,31 @@ impl OtlpExport {
         builder
     }
 
+    /// The tracer provider of Virga's own span export (host calls' spans go through it),
+    /// and what server spans are recorded with: both feed one queue whose thread encodes
+    /// and sends the batches (see `otlp_encode` and `trace_export`).
     pub(super) fn tracer_provider(
         &self,
         resource: Resource,
+        scope: opentelemetry::InstrumentationScope,
         queue: QueueOptions,
-    ) -> Result<SdkTracerProvider, Error> {
-        let endpoint = self.signal_endpoint("/v1/traces")?;
-        let mut exporter = match self.protocol {
-            OtlpProtocol::Grpc => self
-                .tonic(SpanExporter::builder().with_tonic(), endpoint)?
-                .build(),
-            OtlpProtocol::HttpProtobuf => self
-                .http(SpanExporter::builder().with_http(), endpoint)?
-                .build(),
-        }
-        .map_err(|e| exporter_failed("span", e))?;
-        exporter.set_resource(&resource);
-        Ok(SdkTracerProvider::builder()
-            .with_span_processor(QueuedSpans::new(exporter, queue))
+    ) -> Result<(SdkTracerProvider, ServerSpans), Error> {
+        let client = TraceClient::new(self, |name| std::env::var(name).ok())?;
+        let encoder = SpanEncoder::new(&resource, scope);
+        let queue = SpanQueue::start(client, encoder, queue);
+        // The sampler `OTEL_TRACES_SAMPLER` asks for, shared by both kinds of span.
+        let sampler = opentelemetry_sdk::trace::Config::default().sampler;
+        let provider = SdkTracerProvider::builder()
+            .with_sampler(sampler.box_clone())
+            .with_span_processor(QueuedSpans::new(queue.clone()))
             .with_resource(resource)
-            .build())
+            .build();
+        let server = ServerSpans {
+            sampler,
+            ids: opentelemetry_sdk::trace::RandomIdGenerator::default(),
+            queue,
+        };
+        Ok((provider, server))
     }
 
     pub(super) fn logger_provider(
@@ -340,7 +347,7 @@ fn tokio_runtime() -> Result<tokio::runtime::Handle, Error> {
 
 /// An endpoint must be a plain `http://` URL with a host: export goes to a collector
 /// nearby (TLS to the collector is not built yet).
-fn check_endpoint(url: &str) -> Result<(), String> {
+pub(super) fn check_endpoint(url: &str) -> Result<(), String> {
     let uri: http::Uri = url
         .trim()
         .parse()

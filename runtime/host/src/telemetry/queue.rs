@@ -13,7 +13,10 @@ use std::time::{Duration, Instant};
 use opentelemetry::{Context, InstrumentationScope};
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::logs::{LogBatch, LogExporter, LogProcessor, SdkLogRecord};
-use opentelemetry_sdk::trace::{Span, SpanData, SpanExporter, SpanProcessor};
+use opentelemetry_sdk::trace::{Span, SpanData, SpanProcessor};
+
+use super::otlp_encode::{ExportSpan, SpanEncoder};
+use super::trace_export::TraceClient;
 
 /// At most this many go in one export (fewer when the queue is smaller).
 const BATCH: usize = 512;
@@ -222,21 +225,38 @@ impl<T> Worker<T> {
     }
 }
 
-/// A span processor that queues ended spans for `exporter`.
-#[derive(Debug)]
-pub(super) struct QueuedSpans(Queue<SpanData>);
+/// The span export queue: its thread encodes each batch as OTLP protobuf and sends it.
+/// Shared by the SDK's spans ([`QueuedSpans`]) and Virga's own server spans.
+#[derive(Clone, Debug)]
+pub(crate) struct SpanQueue(Arc<Queue<ExportSpan>>);
 
-impl QueuedSpans {
-    /// `exporter` must already have its resource.
-    pub(super) fn new<E: SpanExporter + 'static>(exporter: E, options: QueueOptions) -> Self {
-        let exporter = Arc::new(exporter);
-        let closing = exporter.clone();
-        Self(Queue::start(
+impl SpanQueue {
+    pub(super) fn start(
+        client: TraceClient,
+        mut encoder: SpanEncoder,
+        options: QueueOptions,
+    ) -> Self {
+        Self(Arc::new(Queue::start(
             "virga-otlp-spans",
             options,
-            move |batch| futures::executor::block_on(exporter.export(batch)),
-            move || closing.shutdown(),
-        ))
+            move |batch: Vec<ExportSpan>| client.send(encoder.encode(&batch)),
+            || Ok(()),
+        )))
+    }
+
+    /// Queues `span` without waiting (dropped and counted when the queue is full).
+    pub(super) fn push(&self, span: ExportSpan) {
+        self.0.push(span);
+    }
+}
+
+/// A span processor that queues the SDK's ended, sampled spans.
+#[derive(Debug)]
+pub(super) struct QueuedSpans(SpanQueue);
+
+impl QueuedSpans {
+    pub(super) fn new(queue: SpanQueue) -> Self {
+        Self(queue)
     }
 }
 
@@ -245,16 +265,16 @@ impl SpanProcessor for QueuedSpans {
 
     fn on_end(&self, span: SpanData) {
         if span.span_context.is_sampled() {
-            self.0.push(span);
+            self.0.push(ExportSpan::Sdk(Box::new(span)));
         }
     }
 
     fn force_flush(&self) -> OTelSdkResult {
-        self.0.flush()
+        self.0.0.flush()
     }
 
     fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        self.0.shutdown(timeout)
+        self.0.0.shutdown(timeout)
     }
 }
 

@@ -11,6 +11,8 @@ use opentelemetry::trace::{
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_sdk::trace::Span;
 
+use super::server_span::ServerSpan;
+
 use super::Telemetry;
 use super::metrics::status_class;
 use crate::deployment::Deployment;
@@ -57,6 +59,155 @@ fn remote_parent(headers: &http::HeaderMap) -> Option<SpanContext> {
     ))
 }
 
+/// A server span attribute's value, borrowed: written straight to protobuf for Virga's own
+/// export, or made a [`KeyValue`] for an SDK span.
+#[derive(Clone, Copy)]
+pub(crate) enum Attribute<'a> {
+    Str(&'a str),
+    Int(i64),
+    Bool(bool),
+    Value(&'a opentelemetry::Value),
+}
+
+impl Attribute<'_> {
+    fn key_value(self, key: &'static str) -> KeyValue {
+        match self {
+            Attribute::Str(s) => KeyValue::new(key, s.to_owned()),
+            Attribute::Int(i) => KeyValue::new(key, i),
+            Attribute::Bool(b) => KeyValue::new(key, b),
+            Attribute::Value(v) => KeyValue::new(key, v.clone()),
+        }
+    }
+}
+
+/// What the server span says of the request as it arrives (semantic conventions, HTTP
+/// server spans, and the deployment serving it).
+pub(crate) struct RequestFacts {
+    method: &'static str,
+    /// The method as sent, when it is not one of the standard ones.
+    method_original: Option<String>,
+    path: String,
+    scheme: &'static str,
+    host: String,
+    protocol: &'static str,
+    /// The deployment's name and version.
+    deployment: Option<(opentelemetry::Value, i64)>,
+}
+
+impl RequestFacts {
+    fn new<B>(request: &http::Request<B>, host: &str, deployment: Option<&Deployment>) -> Self {
+        let method = method_name(request.method());
+        let scheme = match (
+            request.extensions().get::<crate::ConnectionInfo>(),
+            request.uri().scheme_str(),
+        ) {
+            (Some(info), _) if info.tls => "https",
+            (_, Some("https")) => "https",
+            _ => "http",
+        };
+        let protocol = match request.version() {
+            http::Version::HTTP_09 => "0.9",
+            http::Version::HTTP_10 => "1.0",
+            http::Version::HTTP_2 => "2",
+            http::Version::HTTP_3 => "3",
+            _ => "1.1",
+        };
+        Self {
+            method,
+            method_original: (method == "_OTHER").then(|| request.method().as_str().to_owned()),
+            path: request.uri().path().to_owned(),
+            scheme,
+            host: host.to_owned(),
+            protocol,
+            deployment: deployment.map(|d| {
+                (
+                    d.metric_name.value.clone(),
+                    i64::try_from(d.version).unwrap_or(i64::MAX),
+                )
+            }),
+        }
+    }
+
+    /// The span's name: `{method}`, or `HTTP` for a method outside the standard set.
+    fn span_name(&self) -> &'static str {
+        if self.method == "_OTHER" {
+            "HTTP"
+        } else {
+            self.method
+        }
+    }
+
+    pub(super) fn visit(&self, attribute: &mut impl FnMut(&'static str, Attribute<'_>)) {
+        attribute("http.request.method", Attribute::Str(self.method));
+        attribute("url.path", Attribute::Str(&self.path));
+        attribute("url.scheme", Attribute::Str(self.scheme));
+        attribute("server.address", Attribute::Str(&self.host));
+        attribute("network.protocol.version", Attribute::Str(self.protocol));
+        if let Some(original) = &self.method_original {
+            attribute("http.request.method_original", Attribute::Str(original));
+        }
+        if let Some((name, version)) = &self.deployment {
+            attribute("virga.deployment", Attribute::Value(name));
+            attribute("virga.version", Attribute::Int(*version));
+        }
+    }
+}
+
+/// What the server span says of the request as it ends.
+pub(crate) struct RequestOutcome {
+    status: u16,
+    stats: Option<GuestStats>,
+    limit: Option<Limit>,
+    cancelled: bool,
+    /// `error.type` and the status message, when the span is an error.
+    error: Option<(String, String)>,
+}
+
+impl RequestOutcome {
+    pub(super) fn visit(&self, attribute: &mut impl FnMut(&'static str, Attribute<'_>)) {
+        attribute(
+            "http.response.status_code",
+            Attribute::Int(i64::from(self.status)),
+        );
+        if let Some(stats) = &self.stats {
+            if let Some(instantiation) = stats.instantiation {
+                attribute(
+                    "virga.instantiation_us",
+                    Attribute::Int(micros(instantiation)),
+                );
+            }
+            attribute("virga.guest.cpu_us", Attribute::Int(micros(stats.cpu)));
+            attribute(
+                "virga.guest.peak_memory_bytes",
+                Attribute::Int(i64::try_from(stats.peak_memory).unwrap_or(i64::MAX)),
+            );
+        }
+        if let Some(limit) = self.limit {
+            attribute("virga.limit", Attribute::Str(limit.name()));
+        }
+        if self.cancelled {
+            attribute("virga.cancelled", Attribute::Bool(true));
+        }
+        if let Some((kind, _)) = &self.error {
+            attribute("error.type", Attribute::Str(kind));
+        }
+    }
+
+    pub(super) fn status(&self) -> Status {
+        self.error
+            .as_ref()
+            .map_or(Status::Unset, |(_, message)| Status::error(message.clone()))
+    }
+}
+
+/// A request's server span, when it is recorded.
+enum RecordedSpan {
+    /// Through the SDK's tracer (an embedder's tracer provider).
+    Sdk(Span),
+    /// Virga's own export.
+    Own(ServerSpan),
+}
+
 /// A request from its arrival to its end: records the server span and the request metrics
 /// once, when [`finish`](Self::finish)ed or dropped (a request its client abandoned).
 pub(crate) struct RequestRecord {
@@ -65,7 +216,7 @@ pub(crate) struct RequestRecord {
     /// Whether a deployment serves the request (else its metrics carry no deployment).
     routed: bool,
     start: Instant,
-    span: Option<Span>,
+    span: Option<RecordedSpan>,
     /// Set once the response head is out (see [`answered`](Self::answered)).
     status: Option<u16>,
     cut: Option<Arc<OnceLock<Limit>>>,
@@ -82,64 +233,47 @@ impl RequestRecord {
         host: &str,
         deployment: Option<&Deployment>,
     ) -> Self {
-        let span = telemetry.inner.tracer.as_ref().map(|tracer| {
-            let parent = remote_parent(request.headers()).map_or_else(Context::new, |cx| {
-                Context::new().with_remote_span_context(cx)
-            });
-            let method = method_name(request.method());
-            // Room for the attributes added as the request goes on (no regrowth).
-            let mut attributes = Vec::with_capacity(14);
-            attributes.extend([
-                KeyValue::new("http.request.method", method),
-                KeyValue::new("url.path", request.uri().path().to_owned()),
-                KeyValue::new(
-                    "url.scheme",
-                    match (
-                        request.extensions().get::<crate::ConnectionInfo>(),
-                        request.uri().scheme_str(),
-                    ) {
-                        (Some(info), _) if info.tls => "https",
-                        (_, Some("https")) => "https",
-                        _ => "http",
-                    },
-                ),
-                KeyValue::new("server.address", host.to_owned()),
-                KeyValue::new(
-                    "network.protocol.version",
-                    match request.version() {
-                        http::Version::HTTP_09 => "0.9",
-                        http::Version::HTTP_10 => "1.0",
-                        http::Version::HTTP_2 => "2",
-                        http::Version::HTTP_3 => "3",
-                        _ => "1.1",
-                    },
-                ),
-            ]);
-            if method == "_OTHER" {
-                attributes.push(KeyValue::new(
-                    "http.request.method_original",
-                    request.method().as_str().to_owned(),
-                ));
+        let shared = &telemetry.inner;
+        let (span, parent) = match (&shared.server_spans, &shared.tracer) {
+            (Some(server), _) => {
+                let name = match method_name(request.method()) {
+                    "_OTHER" => "HTTP",
+                    method => method,
+                };
+                match server.start(name, remote_parent(request.headers())) {
+                    Ok(mut span) => {
+                        span.set_facts(RequestFacts::new(request, host, deployment));
+                        let context = span.context().clone();
+                        (Some(RecordedSpan::Own(span)), Some(context))
+                    }
+                    Err(unrecorded) => (None, Some(unrecorded)),
+                }
             }
-            if let Some(deployment) = deployment {
-                attributes.push(deployment.metric_name.clone());
-                attributes.push(KeyValue::new("virga.version", deployment.version as i64));
+            (None, Some(tracer)) => {
+                let parent = remote_parent(request.headers()).map_or_else(Context::new, |cx| {
+                    Context::new().with_remote_span_context(cx)
+                });
+                let facts = RequestFacts::new(request, host, deployment);
+                // Room for the attributes added as the request goes on (no regrowth).
+                let mut attributes = Vec::with_capacity(14);
+                facts.visit(&mut |key, value| attributes.push(value.key_value(key)));
+                let span = tracer
+                    .span_builder(facts.span_name())
+                    .with_kind(SpanKind::Server)
+                    .with_attributes(attributes)
+                    .start_with_context(tracer, &parent);
+                let context = span.span_context().clone();
+                (Some(RecordedSpan::Sdk(span)), Some(context))
             }
-            // Semantic conventions: `{method}`, or `HTTP` for a method outside the standard set.
-            let name = if method == "_OTHER" { "HTTP" } else { method };
-            tracer
-                .span_builder(name)
-                .with_kind(SpanKind::Server)
-                .with_attributes(attributes)
-                .start_with_context(tracer, &parent)
-        });
+            (None, None) => (None, None),
+        };
         let context = RequestContext {
             telemetry: telemetry.clone(),
             deployment: deployment.map_or_else(
                 || KeyValue::new("virga.deployment", opentelemetry::Value::from("")),
                 |d| d.metric_name.clone(),
             ),
-            parent: span.as_ref().map(|span| span.span_context().clone()),
+            parent,
         };
         Self {
             context: RequestTelemetry(Arc::new(context)),
@@ -214,47 +348,41 @@ impl RequestRecord {
             }
             None => instruments.request_duration.record(elapsed, &[class]),
         }
-        let Some(span) = &mut self.span else {
+        let Some(span) = self.span.take() else {
             return;
         };
-        span.set_attribute(KeyValue::new(
-            "http.response.status_code",
-            i64::from(status),
-        ));
-        if let Some(stats) = stats {
-            if let Some(instantiation) = stats.instantiation {
-                span.set_attribute(KeyValue::new(
-                    "virga.instantiation_us",
-                    micros(instantiation),
-                ));
-            }
-            span.set_attribute(KeyValue::new("virga.guest.cpu_us", micros(stats.cpu)));
-            span.set_attribute(KeyValue::new(
-                "virga.guest.peak_memory_bytes",
-                i64::try_from(stats.peak_memory).unwrap_or(i64::MAX),
-            ));
-        }
-        if let Some(limit) = limit {
-            span.set_attribute(limit_name(limit));
-        }
-        if cancelled {
-            span.set_attribute(KeyValue::new("virga.cancelled", true));
-        }
         // Server spans are errors for 5xx (semantic conventions, HTTP spans, status), and
         // when the guest failed after its response head left (a broken body).
         let broken = failure.is_some() && status < 400;
-        if status >= 500 || broken {
+        let error = (status >= 500 || broken).then(|| {
             let kind = match (limit, broken) {
                 (Some(limit), _) => limit.name().to_owned(),
                 (None, true) => "guest_failure".to_owned(),
                 (None, false) => status.to_string(),
             };
-            span.set_attribute(KeyValue::new("error.type", kind));
-            span.set_status(Status::error(
-                failure.unwrap_or_else(|| format!("status {status}")),
-            ));
+            (kind, failure.unwrap_or_else(|| format!("status {status}")))
+        });
+        let outcome = RequestOutcome {
+            status,
+            stats: stats.copied(),
+            limit,
+            cancelled,
+            error,
+        };
+        match span {
+            RecordedSpan::Own(span) => {
+                if let Some(server) = &telemetry.inner.server_spans {
+                    span.end(outcome, &server.queue);
+                }
+            }
+            RecordedSpan::Sdk(mut span) => {
+                outcome.visit(&mut |key, value| span.set_attribute(value.key_value(key)));
+                if outcome.error.is_some() {
+                    span.set_status(outcome.status());
+                }
+                span.end();
+            }
         }
-        span.end();
     }
 }
 
