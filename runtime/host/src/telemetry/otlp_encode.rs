@@ -347,3 +347,156 @@ pub(super) fn attribute(buf: &mut Vec<u8>, key: &str, value: Attribute<'_>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+    use std::time::{Duration, SystemTime};
+
+    use opentelemetry::trace::{
+        Event, Link, SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState,
+    };
+    use opentelemetry::{Array, InstrumentationScope, KeyValue, StringValue, Value};
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema;
+    use opentelemetry_proto::transform::trace::tonic::group_spans_by_resource_and_scope;
+    use opentelemetry_sdk::Resource;
+    use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
+    use prost::Message as _;
+
+    use super::{ExportSpan, SpanEncoder};
+
+    fn context(trace: u128, span: u64, sampled: bool, remote: bool) -> SpanContext {
+        SpanContext::new(
+            TraceId::from(trace),
+            SpanId::from(span),
+            if sampled {
+                TraceFlags::SAMPLED
+            } else {
+                TraceFlags::default()
+            },
+            remote,
+            "vendor=value,other=x".parse::<TraceState>().unwrap(),
+        )
+    }
+
+    /// Every kind of value, with long strings so that some lengths take two bytes.
+    fn attributes(tag: &str) -> Vec<KeyValue> {
+        vec![
+            KeyValue::new(format!("{tag}.string"), "a".repeat(200)),
+            KeyValue::new(format!("{tag}.empty"), ""),
+            KeyValue::new(format!("{tag}.bool"), false),
+            KeyValue::new(format!("{tag}.int"), -42_i64),
+            KeyValue::new(format!("{tag}.zero"), 0_i64),
+            KeyValue::new(format!("{tag}.float"), 2.5_f64),
+            KeyValue::new(
+                format!("{tag}.bools"),
+                Value::Array(Array::Bool(vec![true, false])),
+            ),
+            KeyValue::new(
+                format!("{tag}.ints"),
+                Value::Array(Array::I64(vec![1, -1, i64::MAX])),
+            ),
+            KeyValue::new(
+                format!("{tag}.floats"),
+                Value::Array(Array::F64(vec![0.5, -0.0])),
+            ),
+            KeyValue::new(
+                format!("{tag}.strings"),
+                Value::Array(Array::String(vec![
+                    StringValue::from("x"),
+                    StringValue::from(""),
+                ])),
+            ),
+        ]
+    }
+
+    fn span(name: &'static str, scope: &InstrumentationScope, parent: Option<u64>) -> SpanData {
+        let start = SystemTime::UNIX_EPOCH + Duration::from_nanos(1_700_000_000_123_456_789);
+        let mut events = SpanEvents::default();
+        events.events = vec![Event::new("retry", start, attributes("event"), 1)];
+        events.dropped_count = 2;
+        let mut links = SpanLinks::default();
+        links.links = vec![Link::new(
+            context(9, 0x33, false, true),
+            attributes("link"),
+            4,
+        )];
+        links.dropped_count = 5;
+        SpanData {
+            span_context: context(7, 0x1122, true, false),
+            parent_span_id: parent.map_or(SpanId::INVALID, SpanId::from),
+            parent_span_is_remote: parent.is_some(),
+            span_kind: SpanKind::Client,
+            name: Cow::Borrowed(name),
+            start_time: start,
+            end_time: start + Duration::from_micros(1500),
+            attributes: attributes("span"),
+            dropped_attributes_count: 3,
+            events,
+            links,
+            status: Status::error("upstream said no"),
+            instrumentation_scope: scope.clone(),
+        }
+    }
+
+    /// What the SDK's own OTLP exporter sends for the same spans, through the
+    /// `opentelemetry-proto` message structs.
+    fn reference(spans: Vec<SpanData>, resource: &Resource) -> ExportTraceServiceRequest {
+        ExportTraceServiceRequest {
+            resource_spans: group_spans_by_resource_and_scope(
+                spans,
+                &ResourceAttributesWithSchema::from(resource),
+            ),
+        }
+    }
+
+    #[test]
+    fn sdk_spans_encode_as_the_proto_structs_do() {
+        let resource = Resource::builder_empty()
+            .with_schema_url([KeyValue::new("service.name", "edge")], "https://schema/1")
+            .build();
+        let virga = InstrumentationScope::builder("virga")
+            .with_version("1.0")
+            .build();
+        let other = InstrumentationScope::builder("other")
+            .with_schema_url("https://schema/2")
+            .with_attributes([KeyValue::new("scope.attr", 1_i64)])
+            .build();
+        let spans = vec![
+            span("fetch", &virga, Some(0x99)),
+            span("other", &other, None),
+            span("cache", &virga, None),
+        ];
+        let mut encoder = SpanEncoder::new(&resource, virga.clone());
+        let queued: Vec<ExportSpan> = spans
+            .iter()
+            .cloned()
+            .map(|s| ExportSpan::Sdk(Box::new(s)))
+            .collect();
+        let decoded = ExportTraceServiceRequest::decode(encoder.encode(&queued)).unwrap();
+        assert_eq!(decoded, reference(spans, &resource));
+        // Two scopes, in the order they first appear.
+        let scopes = &decoded.resource_spans[0].scope_spans;
+        assert_eq!(scopes.len(), 2);
+        assert_eq!(scopes[0].spans.len(), 2);
+        // The buffer is reused: a second batch is encoded from scratch.
+        let single = vec![span("again", &virga, None)];
+        let queued: Vec<ExportSpan> = single
+            .iter()
+            .cloned()
+            .map(|s| ExportSpan::Sdk(Box::new(s)))
+            .collect();
+        let decoded = ExportTraceServiceRequest::decode(encoder.encode(&queued)).unwrap();
+        assert_eq!(decoded, reference(single, &resource));
+    }
+
+    #[test]
+    fn an_empty_batch_is_one_resource_without_spans() {
+        let resource = Resource::builder_empty().build();
+        let mut encoder = SpanEncoder::new(&resource, InstrumentationScope::builder("v").build());
+        let decoded = ExportTraceServiceRequest::decode(encoder.encode(&[])).unwrap();
+        assert_eq!(decoded.resource_spans.len(), 1);
+        assert!(decoded.resource_spans[0].scope_spans.is_empty());
+    }
+}

@@ -95,7 +95,11 @@ pub(crate) struct RequestFacts {
 }
 
 impl RequestFacts {
-    fn new<B>(request: &http::Request<B>, host: &str, deployment: Option<&Deployment>) -> Self {
+    pub(super) fn new<B>(
+        request: &http::Request<B>,
+        host: &str,
+        deployment: Option<&Deployment>,
+    ) -> Self {
         let method = method_name(request.method());
         let scheme = match (
             request.extensions().get::<crate::ConnectionInfo>(),
@@ -155,12 +159,12 @@ impl RequestFacts {
 
 /// What the server span says of the request as it ends.
 pub(crate) struct RequestOutcome {
-    status: u16,
-    stats: Option<GuestStats>,
-    limit: Option<Limit>,
-    cancelled: bool,
+    pub(super) status: u16,
+    pub(super) stats: Option<GuestStats>,
+    pub(super) limit: Option<Limit>,
+    pub(super) cancelled: bool,
     /// `error.type` and the status message, when the span is an error.
-    error: Option<(String, String)>,
+    pub(super) error: Option<(String, String)>,
 }
 
 impl RequestOutcome {

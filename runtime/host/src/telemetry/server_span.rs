@@ -139,3 +139,155 @@ impl ServerSpan {
         otlp_encode::status(buf, &status);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicU64;
+    use std::time::Duration;
+
+    use opentelemetry::InstrumentationScope;
+    use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
+    use opentelemetry_proto::tonic::common::v1::any_value::Value as Proto;
+    use opentelemetry_proto::tonic::trace::v1::Span;
+    use opentelemetry_sdk::Resource;
+    use opentelemetry_sdk::trace::{RandomIdGenerator, Sampler};
+    use prost::Message as _;
+
+    use super::ServerSpans;
+    use crate::limits::Limit;
+    use crate::telemetry::otlp::{OtlpExport, OtlpProtocol};
+    use crate::telemetry::otlp_encode::SpanEncoder;
+    use crate::telemetry::queue::{QueueOptions, SpanQueue};
+    use crate::telemetry::request::{GuestStats, RequestFacts, RequestOutcome};
+    use crate::telemetry::trace_export::TraceClient;
+
+    /// Server spans sampled by `sampler`, queued for a collector nobody listens at (the
+    /// tests here never end a span).
+    fn spans(sampler: Sampler) -> ServerSpans {
+        let export = OtlpExport::new(OtlpProtocol::Grpc).endpoint("http://127.0.0.1:9");
+        let client = TraceClient::new(&export, |_| None).unwrap();
+        let encoder = SpanEncoder::new(&Resource::builder_empty().build(), scope());
+        let options = QueueOptions {
+            capacity: 4,
+            dropped: Arc::new(AtomicU64::new(0)),
+        };
+        ServerSpans {
+            sampler: Box::new(sampler),
+            ids: RandomIdGenerator::default(),
+            queue: SpanQueue::start(client, encoder, options),
+        }
+    }
+
+    fn scope() -> InstrumentationScope {
+        InstrumentationScope::builder("virga").build()
+    }
+
+    fn caller(sampled: bool) -> SpanContext {
+        let flags = if sampled {
+            TraceFlags::SAMPLED
+        } else {
+            TraceFlags::default()
+        };
+        let state = "vendor=abc".parse::<TraceState>().unwrap();
+        SpanContext::new(
+            TraceId::from(0xabc),
+            SpanId::from(0xdef),
+            flags,
+            true,
+            state,
+        )
+    }
+
+    #[tokio::test]
+    async fn a_server_span_is_written_with_its_facts_and_outcome() {
+        let spans = spans(Sampler::ParentBased(Box::new(Sampler::AlwaysOn)));
+        let mut span = spans.start("GET", Some(caller(true))).unwrap();
+        let request = http::Request::get("http://example.test/a/b?q=1")
+            .body(())
+            .unwrap();
+        span.set_facts(RequestFacts::new(&request, "example.test", None));
+        span.end = span.start + Duration::from_millis(3);
+        span.outcome = Some(RequestOutcome {
+            status: 503,
+            stats: Some(GuestStats {
+                instantiation: Some(Duration::from_micros(50)),
+                cpu: Duration::from_micros(120),
+                peak_memory: 65536,
+            }),
+            limit: Some(Limit::CpuTime),
+            cancelled: true,
+            error: Some(("cpu_time".into(), "the guest ran out of CPU time".into())),
+        });
+        let mut buf = Vec::new();
+        span.encode(&mut buf);
+        let decoded = Span::decode(buf.as_slice()).unwrap();
+        assert_eq!(decoded.trace_id, TraceId::from(0xabc).to_bytes());
+        assert_eq!(decoded.parent_span_id, SpanId::from(0xdef).to_bytes());
+        assert_eq!(decoded.span_id, span.context().span_id().to_bytes());
+        // Sampled, parent remote (OTLP SpanFlags bits 8 and 9).
+        assert_eq!(decoded.flags, 0x301);
+        assert_eq!(decoded.trace_state, "vendor=abc");
+        assert_eq!((decoded.name.as_str(), decoded.kind), ("GET", 2));
+        assert_eq!(
+            decoded.end_time_unix_nano - decoded.start_time_unix_nano,
+            3_000_000
+        );
+        let attributes: HashMap<&str, &Proto> = decoded
+            .attributes
+            .iter()
+            .map(|kv| {
+                (
+                    kv.key.as_str(),
+                    kv.value.as_ref().unwrap().value.as_ref().unwrap(),
+                )
+            })
+            .collect();
+        let text = |s: &str| Proto::StringValue(s.into());
+        for (key, value) in [
+            ("http.request.method", text("GET")),
+            ("url.path", text("/a/b")),
+            ("url.scheme", text("http")),
+            ("server.address", text("example.test")),
+            ("network.protocol.version", text("1.1")),
+            ("http.response.status_code", Proto::IntValue(503)),
+            ("virga.instantiation_us", Proto::IntValue(50)),
+            ("virga.guest.cpu_us", Proto::IntValue(120)),
+            ("virga.guest.peak_memory_bytes", Proto::IntValue(65536)),
+            ("virga.limit", text("cpu-time")),
+            ("virga.cancelled", Proto::BoolValue(true)),
+            ("error.type", text("cpu_time")),
+        ] {
+            assert_eq!(attributes.get(key), Some(&&value), "{key}");
+        }
+        assert_eq!(attributes.len(), 12, "{attributes:?}");
+        let status = decoded.status.unwrap();
+        assert_eq!(
+            (status.code, status.message.as_str()),
+            (2, "the guest ran out of CPU time")
+        );
+    }
+
+    #[tokio::test]
+    async fn the_sampler_decides_and_an_unsampled_span_still_carries_the_trace() {
+        // No caller: a new trace, recorded.
+        let always = spans(Sampler::ParentBased(Box::new(Sampler::AlwaysOn)));
+        let root = always.start("GET", None).unwrap();
+        assert!(root.context().is_valid() && root.context().is_sampled());
+        assert!(root.parent.is_none());
+        // A caller that did not sample: not recorded, same trace, not sampled.
+        let Err(unsampled) = always.start("GET", Some(caller(false))) else {
+            panic!("an unsampled caller's span was recorded")
+        };
+        assert_eq!(unsampled.trace_id(), TraceId::from(0xabc));
+        assert!(!unsampled.is_sampled() && unsampled.is_valid());
+        // OTEL_TRACES_SAMPLER=always_off: nothing recorded, the trace still propagates.
+        let off = spans(Sampler::AlwaysOff);
+        let Err(dropped) = off.start("GET", Some(caller(true))) else {
+            panic!("always_off recorded a span")
+        };
+        assert_eq!(dropped.trace_id(), TraceId::from(0xabc));
+        assert!(!dropped.is_sampled());
+    }
+}

@@ -250,3 +250,111 @@ fn insert_header(headers: &mut HeaderMap, key: &str, value: &str) -> Result<(), 
     headers.insert(name, value);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::TraceClient;
+    use crate::telemetry::otlp::{OtlpExport, OtlpProtocol};
+
+    fn client(export: OtlpExport, env: &[(&str, &str)]) -> Result<TraceClient, String> {
+        TraceClient::new(&export, |name| {
+            env.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+        })
+        .map_err(|e| e.to_string())
+    }
+
+    #[tokio::test]
+    async fn the_endpoint_comes_from_code_then_the_signal_then_the_common_variable() {
+        let http = || OtlpExport::new(OtlpProtocol::HttpProtobuf);
+        let grpc = || OtlpExport::new(OtlpProtocol::Grpc);
+        let env = [
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                "http://traces:1/custom",
+            ),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://common:2/"),
+        ];
+        let uri = |c: Result<TraceClient, String>| c.unwrap().uri.to_string();
+        // Code wins; HTTP adds the signal's path to a base URL, gRPC uses the method.
+        assert_eq!(
+            uri(client(http().endpoint("http://code:3/"), &env)),
+            "http://code:3/v1/traces"
+        );
+        assert_eq!(
+            uri(client(grpc().endpoint("http://code:3"), &env)),
+            "http://code:3/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+        );
+        // The signal's own variable is taken as it is.
+        assert_eq!(uri(client(http(), &env)), "http://traces:1/custom");
+        assert_eq!(uri(client(http(), &env[1..])), "http://common:2/v1/traces");
+        assert_eq!(uri(client(http(), &[])), "http://localhost:4318/v1/traces");
+        assert_eq!(
+            uri(client(grpc(), &[])),
+            "http://localhost:4317/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+        );
+    }
+
+    #[tokio::test]
+    async fn headers_and_timeout_come_from_the_environment_under_the_code() {
+        let export = OtlpExport::new(OtlpProtocol::Grpc).header("X-Key", "from-code");
+        let env = [
+            ("OTEL_EXPORTER_OTLP_HEADERS", "ignored=1"),
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+                "x-key=from-env, api-token = a%20b+c%2C ,tenant=7",
+            ),
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "2500"),
+        ];
+        let client = client(export, &env).unwrap();
+        assert_eq!(client.headers["x-key"], "from-code");
+        assert_eq!(client.headers["api-token"], "a b+c,");
+        assert_eq!(client.headers["tenant"], "7");
+        assert!(!client.headers.contains_key("ignored"));
+        assert_eq!(client.timeout, Duration::from_millis(2500));
+    }
+
+    #[tokio::test]
+    async fn bad_settings_are_named() {
+        let export = || OtlpExport::new(OtlpProtocol::HttpProtobuf);
+        for (env, named) in [
+            (
+                ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "soon"),
+                "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+            ),
+            (
+                ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip"),
+                "OTEL_EXPORTER_OTLP_COMPRESSION",
+            ),
+            (
+                ("OTEL_EXPORTER_OTLP_HEADERS", "bad header=1"),
+                "OTEL_EXPORTER_OTLP_HEADERS",
+            ),
+            (
+                ("OTEL_EXPORTER_OTLP_HEADERS", "k=line\nbreak"),
+                "OTEL_EXPORTER_OTLP_HEADERS",
+            ),
+            (("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "https://c:1"), "TLS"),
+            (
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "not a url"),
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+            ),
+        ] {
+            let error = client(export(), &[env]).map(|_| ()).unwrap_err();
+            assert!(error.contains(named), "{env:?}: {error}");
+        }
+        // `none` is no compression: accepted.
+        assert!(client(export(), &[("OTEL_EXPORTER_OTLP_COMPRESSION", "none")]).is_ok());
+    }
+
+    #[test]
+    fn outside_a_runtime_the_client_says_it_needs_one() {
+        let error = client(OtlpExport::new(OtlpProtocol::Grpc), &[])
+            .map(|_| ())
+            .unwrap_err();
+        assert!(error.contains("Tokio runtime"), "{error}");
+    }
+}
