@@ -606,14 +606,7 @@ async fn a_stalled_collector_costs_dropped_spans_not_slow_requests() {
         .export_queue(8)
         .build()
         .unwrap();
-    let runtime = Runtime::builder()
-        .telemetry(telemetry.clone())
-        .build()
-        .unwrap();
-    let host = TestHost::builder_with(runtime)
-        .guest("hello", HELLO, "*/*")
-        .start()
-        .await;
+    let host = hello_host(&telemetry).await;
     let started = std::time::Instant::now();
     for _ in 0..50 {
         let reply = host.get(Proto::H1, "/").await.unwrap();
@@ -635,4 +628,74 @@ async fn a_stalled_collector_costs_dropped_spans_not_slow_requests() {
         .unwrap();
     assert!((30..=42).contains(&dropped), "dropped {dropped}");
     stalled.abort();
+}
+
+/// The hello sample served with `telemetry`.
+async fn hello_host(telemetry: &Telemetry) -> TestHost {
+    let runtime = Runtime::builder()
+        .telemetry(telemetry.clone())
+        .build()
+        .unwrap();
+    TestHost::builder_with(runtime)
+        .guest("hello", HELLO, "*/*")
+        .start()
+        .await
+}
+
+/// A collector that refuses every export: gRPC status 7 (trailers-only) over HTTP/2, or
+/// 400 over HTTP/1.1.
+async fn refusing_collector(grpc: bool) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |_request| async move {
+                    let answer = if grpc {
+                        http::Response::builder()
+                            .header("content-type", "application/grpc")
+                            .header("grpc-status", "7")
+                            .header("grpc-message", "tenant over quota")
+                    } else {
+                        http::Response::builder().status(400)
+                    };
+                    Ok::<_, std::convert::Infallible>(answer.body(full("")).unwrap())
+                });
+                let io = hyper_util::rt::TokioIo::new(tcp);
+                let _ = if grpc {
+                    hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                        .serve_connection(io, service)
+                        .await
+                } else {
+                    hyper::server::conn::http1::Builder::new()
+                        .serve_connection(io, service)
+                        .await
+                };
+            });
+        }
+    });
+    (addr, task)
+}
+
+#[tokio::test]
+async fn a_refused_export_is_an_error_that_names_the_collectors_answer() {
+    for (protocol, grpc, named) in [
+        (OtlpProtocol::Grpc, true, "gRPC status 7: tenant over quota"),
+        (OtlpProtocol::HttpProtobuf, false, "400"),
+    ] {
+        let (addr, collector) = refusing_collector(grpc).await;
+        let mut export = OtlpExport::new(protocol).endpoint(format!("http://{addr}"));
+        export.metrics = false;
+        export.logs = false;
+        let telemetry = Telemetry::builder().otlp(export).build().unwrap();
+        let host = hello_host(&telemetry).await;
+        // The request itself is unaffected.
+        assert_eq!(host.get(Proto::H1, "/").await.unwrap().status, 200);
+        let error = telemetry.flush().await.unwrap_err().to_string();
+        assert!(
+            error.contains("spans") && error.contains(named),
+            "{protocol:?}: {error}"
+        );
+        collector.abort();
+    }
 }
