@@ -7,6 +7,7 @@ use bytes::Bytes;
 use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
+use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanProcessor};
 use virga::telemetry::{OtlpExport, OtlpProtocol, Telemetry};
 use virga::{GuestOutput, Limits, Runtime};
 use virga_test_artifacts::{FETCHER, HELLO};
@@ -47,14 +48,18 @@ async fn traced_host(
     upstream: &Upstream,
 ) -> (TestHost, Telemetry) {
     let (runtime, telemetry) = exporting_runtime(receiver, protocol);
-    let host = TestHost::builder_with(runtime)
+    (fetching_host(runtime, upstream).await, telemetry)
+}
+
+/// `runtime` serving the fetcher at `/f/*` (allowed to reach `upstream`), hello elsewhere.
+async fn fetching_host(runtime: Runtime, upstream: &Upstream) -> TestHost {
+    TestHost::builder_with(runtime)
         .guest("traced", FETCHER, "*/f/*")
         .allow(&upstream.url("http", ""))
         .limits(Limits::default().cpu_time(Duration::from_secs(5)))
         .guest("hello", HELLO, "*/*")
         .start()
-        .await;
-    (host, telemetry)
+        .await
 }
 
 async fn traced_request(host: &TestHost, upstream: &Upstream, traceparent: Option<&str>) -> String {
@@ -698,4 +703,84 @@ async fn a_refused_export_is_an_error_that_names_the_collectors_answer() {
         );
         collector.abort();
     }
+}
+
+/// Collects the spans an embedder's provider ends.
+#[derive(Debug, Default, Clone)]
+struct Collected(std::sync::Arc<std::sync::Mutex<Vec<SpanData>>>);
+
+impl SpanProcessor for Collected {
+    fn on_start(&self, _span: &mut opentelemetry_sdk::trace::Span, _cx: &opentelemetry::Context) {}
+
+    fn on_end(&self, span: SpanData) {
+        self.0.lock().unwrap().push(span);
+    }
+
+    fn force_flush(&self) -> opentelemetry_sdk::error::OTelSdkResult {
+        Ok(())
+    }
+
+    fn shutdown_with_timeout(&self, _timeout: Duration) -> opentelemetry_sdk::error::OTelSdkResult {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn an_embedders_tracer_provider_gets_sdk_spans() {
+    let collected = Collected::default();
+    let provider = SdkTracerProvider::builder()
+        .with_span_processor(collected.clone())
+        .build();
+    let telemetry = Telemetry::builder()
+        .tracer_provider(provider)
+        .build()
+        .unwrap();
+    let runtime = Runtime::builder().telemetry(telemetry).build().unwrap();
+    let upstream = Upstream::plain().await;
+    let host = fetching_host(runtime, &upstream).await;
+    let seen_upstream = traced_request(
+        &host,
+        &upstream,
+        Some(&format!("00-{TRACE_ID}-{PARENT_ID}-01")),
+    )
+    .await;
+    // The server span ends once the response body is out: give it a moment.
+    let ended = |c: &Collected| {
+        let spans = c.0.lock().unwrap();
+        spans
+            .iter()
+            .any(|s| s.span_kind == opentelemetry::trace::SpanKind::Server)
+    };
+    for _ in 0..100 {
+        if ended(&collected) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let spans = collected.0.lock().unwrap().clone();
+    let server = spans
+        .iter()
+        .find(|s| s.span_kind == opentelemetry::trace::SpanKind::Server)
+        .unwrap_or_else(|| panic!("no server span in {spans:?}"));
+    assert_eq!(server.name, "GET");
+    assert_eq!(server.span_context.trace_id().to_string(), TRACE_ID);
+    assert_eq!(server.parent_span_id.to_string(), PARENT_ID);
+    let value = |key: &str| {
+        server
+            .attributes
+            .iter()
+            .find(|kv| kv.key.as_str() == key)
+            .map(|kv| kv.value.to_string())
+    };
+    assert_eq!(value("url.path").as_deref(), Some("/f/traced"));
+    assert_eq!(value("http.response.status_code").as_deref(), Some("200"));
+    assert_eq!(value("virga.deployment").as_deref(), Some("traced"));
+    let fetch = spans
+        .iter()
+        .find(|s| s.name == "fetch")
+        .unwrap_or_else(|| panic!("no fetch span in {spans:?}"));
+    assert_eq!(fetch.parent_span_id, server.span_context.span_id());
+    // The upstream saw the fetch span as its parent.
+    let fetch_id = fetch.span_context.span_id().to_string();
+    assert!(seen_upstream.contains(&fetch_id), "{seen_upstream}");
 }
