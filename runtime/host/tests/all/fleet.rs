@@ -14,6 +14,45 @@ use virga_test_artifacts::HELLO;
 
 use crate::support::tempdir;
 
+/// Runs the `nats-server` that `command` makes for a free loopback port, and waits until it
+/// listens there. The port is free when picked but may be taken before the server binds
+/// it (tests run in parallel): a server that exits is started again on another port.
+fn spawn_listening(command: impl Fn(u16) -> Command) -> (Child, u16) {
+    for _attempt in 0..3 {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut child = command(port)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot run nats-server ({e}): scripts/test installs it (apt-get install nats-server)")
+            });
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                eprintln!("nats-server on port {port} exited ({status}); trying another port");
+                break;
+            }
+            // Listening, and still running (not someone else's listener on that port).
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+                && child.try_wait().unwrap().is_none()
+            {
+                return (child, port);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "nats-server never listened on {port}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    panic!("nats-server exited on three free ports in a row");
+}
+
 /// One `nats-server -js` on a free loopback port, killed on drop.
 struct Nats {
     child: Child,
@@ -22,25 +61,13 @@ struct Nats {
 
 impl Nats {
     fn start(dir: &Path) -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new("nats-server")
-            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
-            .arg(dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot run nats-server ({e}): scripts/test installs it (apt-get install nats-server)")
-            });
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "nats-server never listened");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let (child, port) = spawn_listening(|port| {
+            let mut command = Command::new("nats-server");
+            command
+                .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+                .arg(dir);
+            command
+        });
         Self {
             child,
             url: format!("nats://127.0.0.1:{port}"),
@@ -155,36 +182,24 @@ fn a_bucket_state_no_host_wrote_degrades_the_hosts_and_changes_nothing() {
 fn a_tls_server_with_a_token_is_used_with_the_right_settings_and_named_with_wrong_ones() {
     let dir = tempdir();
     let [ca, cert, key] = crate::upstream::TestCa::new().write_pem(&dir);
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
     let config = dir.join("nats.conf");
-    std::fs::write(
-        &config,
-        format!(
-            "listen: 127.0.0.1:{port}\njetstream {{ store_dir: \"{}\" }}\n\
-             authorization {{ token: \"s3cret\" }}\n\
-             tls {{ cert_file: \"{}\", key_file: \"{}\" }}\n",
-            dir.join("js").display(),
-            cert.display(),
-            key.display()
-        ),
-    )
-    .unwrap();
-    let mut server = Command::new("nats-server")
-        .arg("-c")
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("nats-server (scripts/test installs it)");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nats-server never listened");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let (mut server, port) = spawn_listening(|port| {
+        std::fs::write(
+            &config,
+            format!(
+                "listen: 127.0.0.1:{port}\njetstream {{ store_dir: \"{}\" }}\n\
+                 authorization {{ token: \"s3cret\" }}\n\
+                 tls {{ cert_file: \"{}\", key_file: \"{}\" }}\n",
+                dir.join("js").display(),
+                cert.display(),
+                key.display()
+            ),
+        )
+        .unwrap();
+        let mut command = Command::new("nats-server");
+        command.arg("-c").arg(&config);
+        command
+    });
     let open = |token: &str, cache: &str| {
         let store = NatsStore::builder()
             .servers([format!("tls://127.0.0.1:{port}")])
