@@ -5,9 +5,10 @@
 //! (crate::RuntimeBuilder::telemetry). Nothing is global: two runtimes in one process keep
 //! separate telemetry. Without an exporter (the default) spans and log records are not made
 //! at all and nothing leaves the host; metrics are still kept for [`Telemetry::prometheus`].
-//! Export never blocks a request: spans and log records go through the SDK's batch
-//! processors (bounded queues that drop, and count, when full), metrics are read
-//! periodically.
+//! Export never blocks a request: spans and log records go through bounded queues (what
+//! does not fit is dropped and counted) drained by export threads, metrics are read
+//! periodically. Server spans of Virga's own OTLP export skip the SDK's span machinery and
+//! every span is written straight to protobuf (see `server_span` and `otlp_encode`).
 
 mod guest_log;
 mod metrics;

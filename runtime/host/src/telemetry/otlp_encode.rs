@@ -336,7 +336,7 @@ pub(super) fn attribute(buf: &mut Vec<u8>, key: &str, value: Attribute<'_>) {
         value => {
             string(buf, 1, key);
             message(buf, 2, |buf| match value {
-                Attribute::Str(s) => string_always(buf, 1, s),
+                Attribute::Static(s) | Attribute::Str(s) => string_always(buf, 1, s),
                 Attribute::Int(i) => int64_always(buf, 3, i),
                 Attribute::Bool(b) => {
                     encode_key(2, WireType::Varint, buf);

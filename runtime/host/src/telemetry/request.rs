@@ -11,10 +11,9 @@ use opentelemetry::trace::{
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_sdk::trace::Span;
 
-use super::server_span::ServerSpan;
-
 use super::Telemetry;
 use super::metrics::status_class;
+use super::server_span::ServerSpan;
 use crate::deployment::Deployment;
 use crate::error::Error;
 use crate::limits::Limit;
@@ -63,6 +62,7 @@ fn remote_parent(headers: &http::HeaderMap) -> Option<SpanContext> {
 /// export, or made a [`KeyValue`] for an SDK span.
 #[derive(Clone, Copy)]
 pub(crate) enum Attribute<'a> {
+    Static(&'static str),
     Str(&'a str),
     Int(i64),
     Bool(bool),
@@ -72,6 +72,7 @@ pub(crate) enum Attribute<'a> {
 impl Attribute<'_> {
     fn key_value(self, key: &'static str) -> KeyValue {
         match self {
+            Attribute::Static(s) => KeyValue::new(key, s),
             Attribute::Str(s) => KeyValue::new(key, s.to_owned()),
             Attribute::Int(i) => KeyValue::new(key, i),
             Attribute::Bool(b) => KeyValue::new(key, b),
@@ -142,11 +143,11 @@ impl RequestFacts {
     }
 
     pub(super) fn visit(&self, attribute: &mut impl FnMut(&'static str, Attribute<'_>)) {
-        attribute("http.request.method", Attribute::Str(self.method));
+        attribute("http.request.method", Attribute::Static(self.method));
         attribute("url.path", Attribute::Str(&self.path));
-        attribute("url.scheme", Attribute::Str(self.scheme));
+        attribute("url.scheme", Attribute::Static(self.scheme));
         attribute("server.address", Attribute::Str(&self.host));
-        attribute("network.protocol.version", Attribute::Str(self.protocol));
+        attribute("network.protocol.version", Attribute::Static(self.protocol));
         if let Some(original) = &self.method_original {
             attribute("http.request.method_original", Attribute::Str(original));
         }
@@ -187,7 +188,7 @@ impl RequestOutcome {
             );
         }
         if let Some(limit) = self.limit {
-            attribute("virga.limit", Attribute::Str(limit.name()));
+            attribute("virga.limit", Attribute::Static(limit.name()));
         }
         if self.cancelled {
             attribute("virga.cancelled", Attribute::Bool(true));
