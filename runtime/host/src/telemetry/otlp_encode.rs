@@ -9,6 +9,7 @@
 use opentelemetry::trace::{SpanContext, SpanId, SpanKind, Status};
 use opentelemetry::{Array, InstrumentationScope, KeyValue, Value};
 use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::SpanData;
 use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint};
 
@@ -53,6 +54,26 @@ impl SpanEncoder {
             scope,
             buffer: Vec::new(),
         }
+    }
+
+    /// `spans` as requests of at most `max` bytes each (a single span over it goes alone),
+    /// each handed to `send`: a batch of spans with long attributes (URL paths, say) must
+    /// not exceed what a collector accepts in one message (4 MiB by default for gRPC) and
+    /// be refused whole. Every part is sent even when one fails; the first failure is
+    /// returned.
+    pub(crate) fn encode_in_parts(
+        &mut self,
+        spans: &[ExportSpan],
+        max: usize,
+        send: &mut impl FnMut(&[u8]) -> OTelSdkResult,
+    ) -> OTelSdkResult {
+        if self.encode(spans).len() > max && spans.len() > 1 {
+            let (first, second) = spans.split_at(spans.len() / 2);
+            let first = self.encode_in_parts(first, max, send);
+            let second = self.encode_in_parts(second, max, send);
+            return first.and(second);
+        }
+        send(&self.buffer)
     }
 
     /// `spans` as one `ExportTraceServiceRequest`, grouped by instrumentation scope (in
@@ -358,6 +379,7 @@ mod tests {
     };
     use opentelemetry::{Array, InstrumentationScope, KeyValue, StringValue, Value};
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::any_value::Value as Proto;
     use opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema;
     use opentelemetry_proto::transform::trace::tonic::group_spans_by_resource_and_scope;
     use opentelemetry_sdk::Resource;
@@ -489,6 +511,74 @@ mod tests {
             .collect();
         let decoded = ExportTraceServiceRequest::decode(encoder.encode(&queued)).unwrap();
         assert_eq!(decoded, reference(single, &resource));
+    }
+
+    #[test]
+    fn a_batch_too_big_for_one_request_is_sent_in_parts() {
+        let resource = Resource::builder_empty().build();
+        let scope = InstrumentationScope::builder("virga").build();
+        let mut encoder = SpanEncoder::new(&resource, scope.clone());
+        // 40 spans of ~100 KB (a long URL path each): ~4 MB in all.
+        let spans: Vec<ExportSpan> = (0..40)
+            .map(|i| {
+                let mut data = span("GET", &scope, None);
+                data.attributes = vec![KeyValue::new(
+                    "url.path",
+                    format!("/{i}/{}", "p".repeat(100_000)),
+                )];
+                ExportSpan::Sdk(Box::new(data))
+            })
+            .collect();
+        let max = 1 << 20;
+        let mut parts = Vec::new();
+        encoder
+            .encode_in_parts(&spans, max, &mut |bytes| {
+                parts.push(ExportTraceServiceRequest::decode(bytes).unwrap());
+                assert!(bytes.len() <= max, "{} bytes", bytes.len());
+                Ok(())
+            })
+            .unwrap();
+        assert!(parts.len() >= 4, "{} parts", parts.len());
+        // Every span once, in order: the number in each path.
+        let numbers: Vec<String> = parts
+            .iter()
+            .flat_map(|part| &part.resource_spans[0].scope_spans[0].spans)
+            .map(|span| {
+                match span.attributes[0]
+                    .value
+                    .as_ref()
+                    .and_then(|v| v.value.as_ref())
+                {
+                    Some(Proto::StringValue(path)) => path.split('/').nth(1).unwrap().to_owned(),
+                    other => panic!("url.path is {other:?}"),
+                }
+            })
+            .collect();
+        let expected: Vec<String> = (0..40).map(|i| i.to_string()).collect();
+        assert_eq!(numbers, expected);
+        // A failing part does not stop the others, and its error is returned.
+        let mut sent = 0;
+        let result = encoder.encode_in_parts(&spans, max, &mut |_| {
+            sent += 1;
+            if sent == 1 {
+                Err(opentelemetry_sdk::error::OTelSdkError::InternalFailure(
+                    "refused".into(),
+                ))
+            } else {
+                Ok(())
+            }
+        });
+        assert!(result.is_err());
+        assert_eq!(sent, parts.len());
+        // A lone span over the bound still goes (the collector decides).
+        let mut one = 0;
+        encoder
+            .encode_in_parts(&spans[..1], 1000, &mut |_| {
+                one += 1;
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(one, 1);
     }
 
     #[test]

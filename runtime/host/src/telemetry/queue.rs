@@ -22,6 +22,8 @@ use super::trace_export::TraceClient;
 const BATCH: usize = 512;
 /// A partial batch leaves after this long.
 const DELAY: Duration = Duration::from_secs(1);
+/// The largest span export request: well under the 4 MiB a gRPC collector takes by default.
+const MAX_REQUEST_BYTES: usize = 2 << 20;
 /// A flush gives up after this long (a stalled collector must not hold up a shutdown).
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -239,7 +241,9 @@ impl SpanQueue {
         Self(Arc::new(Queue::start(
             "virga-otlp-spans",
             options,
-            move |batch: Vec<ExportSpan>| client.send(encoder.encode(&batch)),
+            move |batch: Vec<ExportSpan>| {
+                encoder.encode_in_parts(&batch, MAX_REQUEST_BYTES, &mut |bytes| client.send(bytes))
+            },
             || Ok(()),
         )))
     }
