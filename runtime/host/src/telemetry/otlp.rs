@@ -173,7 +173,7 @@ impl OtlpExport {
     }
 
     /// The endpoint for one signal: for HTTP, the base URL with the signal's path.
-    fn signal_endpoint(&self, path: &str) -> Result<Option<String>, Error> {
+    pub(super) fn signal_endpoint(&self, path: &str) -> Result<Option<String>, Error> {
         let Some(base) = &self.endpoint else {
             return Ok(None);
         };
@@ -339,7 +339,7 @@ impl opentelemetry_http::HttpClient for OnTokio {
 }
 
 /// The Tokio runtime the exporters run on: the one the telemetry is built in.
-fn tokio_runtime() -> Result<tokio::runtime::Handle, Error> {
+pub(super) fn tokio_runtime() -> Result<tokio::runtime::Handle, Error> {
     tokio::runtime::Handle::try_current().map_err(|_| {
         Error::Telemetry("OTLP export needs a Tokio runtime: build the telemetry inside one".into())
     })

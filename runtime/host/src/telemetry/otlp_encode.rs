@@ -6,6 +6,8 @@
 //! more to size and encode them; writing the wire format from the spans as they are costs a
 //! fraction of that, and the export thread shares the cores with the requests.
 
+use std::time::SystemTime;
+
 use opentelemetry::trace::{SpanContext, SpanId, SpanKind, Status};
 use opentelemetry::{Array, InstrumentationScope, KeyValue, Value};
 use opentelemetry_sdk::Resource;
@@ -137,12 +139,7 @@ fn sdk_span(buf: &mut Vec<u8>, span: &SpanData) {
     let parent = (span.parent_span_id != SpanId::INVALID).then_some(span.parent_span_id);
     span_head(buf, &span.span_context, parent, span.parent_span_is_remote);
     string(buf, 5, &span.name);
-    SpanFields {
-        kind: span.span_kind.clone(),
-        start: span.start_time,
-        end: span.end_time,
-    }
-    .encode(buf);
+    kind_and_times(buf, &span.span_kind, span.start_time, span.end_time);
     attributes(buf, 9, &span.attributes);
     uint32(buf, 10, span.dropped_attributes_count);
     for event in span.events.iter() {
@@ -194,25 +191,22 @@ fn flags(context: &SpanContext, remote: bool) -> u32 {
 }
 
 /// A span's kind and times (fields 6–8).
-pub(super) struct SpanFields {
-    pub(super) kind: SpanKind,
-    pub(super) start: std::time::SystemTime,
-    pub(super) end: std::time::SystemTime,
-}
-
-impl SpanFields {
-    pub(super) fn encode(&self, buf: &mut Vec<u8>) {
-        let kind = match self.kind {
-            SpanKind::Internal => 1,
-            SpanKind::Server => 2,
-            SpanKind::Client => 3,
-            SpanKind::Producer => 4,
-            SpanKind::Consumer => 5,
-        };
-        uint32(buf, 6, kind);
-        fixed64(buf, 7, nanos(self.start));
-        fixed64(buf, 8, nanos(self.end));
-    }
+pub(super) fn kind_and_times(
+    buf: &mut Vec<u8>,
+    kind: &SpanKind,
+    start: SystemTime,
+    end: SystemTime,
+) {
+    let kind = match kind {
+        SpanKind::Internal => 1,
+        SpanKind::Server => 2,
+        SpanKind::Client => 3,
+        SpanKind::Producer => 4,
+        SpanKind::Consumer => 5,
+    };
+    uint32(buf, 6, kind);
+    fixed64(buf, 7, nanos(start));
+    fixed64(buf, 8, nanos(end));
 }
 
 /// Span.status = 15 (always present, as the SDK's exporter sends it).
@@ -227,8 +221,8 @@ pub(super) fn status(buf: &mut Vec<u8>, status: &Status) {
     });
 }
 
-fn nanos(time: std::time::SystemTime) -> u64 {
-    time.duration_since(std::time::UNIX_EPOCH)
+fn nanos(time: SystemTime) -> u64 {
+    time.duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
@@ -250,10 +244,7 @@ pub(super) fn key_value(buf: &mut Vec<u8>, key: &str, value: &Value) {
 fn any_value(buf: &mut Vec<u8>, value: &Value) {
     match value {
         Value::String(s) => string_always(buf, 1, s.as_str()),
-        Value::Bool(b) => {
-            encode_key(2, WireType::Varint, buf);
-            encode_varint(u64::from(*b), buf);
-        }
+        Value::Bool(b) => bool_always(buf, 2, *b),
         Value::I64(i) => int64_always(buf, 3, *i),
         Value::F64(f) => {
             encode_key(4, WireType::SixtyFourBit, buf);
@@ -331,6 +322,11 @@ fn uint32(buf: &mut Vec<u8>, field: u32, value: u32) {
     }
 }
 
+fn bool_always(buf: &mut Vec<u8>, field: u32, value: bool) {
+    encode_key(field, WireType::Varint, buf);
+    encode_varint(u64::from(value), buf);
+}
+
 fn int64_always(buf: &mut Vec<u8>, field: u32, value: i64) {
     encode_key(field, WireType::Varint, buf);
     encode_varint(value as u64, buf);
@@ -352,21 +348,13 @@ fn fixed64(buf: &mut Vec<u8>, field: u32, value: u64) {
 
 /// A `KeyValue` message's fields for an attribute Virga records itself.
 pub(super) fn attribute(buf: &mut Vec<u8>, key: &str, value: Attribute<'_>) {
-    match value {
-        Attribute::Value(value) => key_value(buf, key, value),
-        value => {
-            string(buf, 1, key);
-            message(buf, 2, |buf| match value {
-                Attribute::Static(s) | Attribute::Str(s) => string_always(buf, 1, s),
-                Attribute::Int(i) => int64_always(buf, 3, i),
-                Attribute::Bool(b) => {
-                    encode_key(2, WireType::Varint, buf);
-                    encode_varint(u64::from(b), buf);
-                }
-                Attribute::Value(_) => {}
-            });
-        }
-    }
+    string(buf, 1, key);
+    message(buf, 2, |buf| match value {
+        Attribute::Static(s) | Attribute::Str(s) => string_always(buf, 1, s),
+        Attribute::Int(i) => int64_always(buf, 3, i),
+        Attribute::Bool(b) => bool_always(buf, 2, b),
+        Attribute::Value(value) => any_value(buf, value),
+    });
 }
 
 #[cfg(test)]
@@ -462,6 +450,15 @@ mod tests {
         }
     }
 
+    /// `spans` as the export queue holds them.
+    fn queued(spans: &[SpanData]) -> Vec<ExportSpan> {
+        spans
+            .iter()
+            .cloned()
+            .map(|s| ExportSpan::Sdk(Box::new(s)))
+            .collect()
+    }
+
     /// What the SDK's own OTLP exporter sends for the same spans, through the
     /// `opentelemetry-proto` message structs.
     fn reference(spans: Vec<SpanData>, resource: &Resource) -> ExportTraceServiceRequest {
@@ -491,12 +488,7 @@ mod tests {
             span("cache", &virga, None),
         ];
         let mut encoder = SpanEncoder::new(&resource, virga.clone());
-        let queued: Vec<ExportSpan> = spans
-            .iter()
-            .cloned()
-            .map(|s| ExportSpan::Sdk(Box::new(s)))
-            .collect();
-        let decoded = ExportTraceServiceRequest::decode(encoder.encode(&queued)).unwrap();
+        let decoded = ExportTraceServiceRequest::decode(encoder.encode(&queued(&spans))).unwrap();
         assert_eq!(decoded, reference(spans, &resource));
         // Two scopes, in the order they first appear.
         let scopes = &decoded.resource_spans[0].scope_spans;
@@ -504,12 +496,7 @@ mod tests {
         assert_eq!(scopes[0].spans.len(), 2);
         // The buffer is reused: a second batch is encoded from scratch.
         let single = vec![span("again", &virga, None)];
-        let queued: Vec<ExportSpan> = single
-            .iter()
-            .cloned()
-            .map(|s| ExportSpan::Sdk(Box::new(s)))
-            .collect();
-        let decoded = ExportTraceServiceRequest::decode(encoder.encode(&queued)).unwrap();
+        let decoded = ExportTraceServiceRequest::decode(encoder.encode(&queued(&single))).unwrap();
         assert_eq!(decoded, reference(single, &resource));
     }
 

@@ -133,15 +133,6 @@ impl RequestFacts {
         }
     }
 
-    /// The span's name: `{method}`, or `HTTP` for a method outside the standard set.
-    fn span_name(&self) -> &'static str {
-        if self.method == "_OTHER" {
-            "HTTP"
-        } else {
-            self.method
-        }
-    }
-
     pub(super) fn visit(&self, attribute: &mut impl FnMut(&'static str, Attribute<'_>)) {
         attribute("http.request.method", Attribute::Static(self.method));
         attribute("url.path", Attribute::Str(&self.path));
@@ -241,11 +232,10 @@ impl RequestRecord {
         let shared = &telemetry.inner;
         let (span, parent) = match (&shared.server_spans, &shared.tracer) {
             (Some(server), _) => {
-                let name = match method_name(request.method()) {
-                    "_OTHER" => "HTTP",
-                    method => method,
-                };
-                match server.start(name, remote_parent(request.headers())) {
+                match server.start(
+                    span_name(request.method()),
+                    remote_parent(request.headers()),
+                ) {
                     Ok(mut span) => {
                         span.set_facts(RequestFacts::new(request, host, deployment));
                         let context = span.context().clone();
@@ -263,7 +253,7 @@ impl RequestRecord {
                 let mut attributes = Vec::with_capacity(14);
                 facts.visit(&mut |key, value| attributes.push(value.key_value(key)));
                 let span = tracer
-                    .span_builder(facts.span_name())
+                    .span_builder(span_name(request.method()))
                     .with_kind(SpanKind::Server)
                     .with_attributes(attributes)
                     .start_with_context(tracer, &parent);
@@ -408,6 +398,15 @@ impl Drop for RequestRecord {
             // The client went away before the answer (499, as proxies log it).
             (None, _) => self.end(499, None, None, None, true),
         }
+    }
+}
+
+/// A server span's name (semantic conventions, HTTP server spans): `{method}`, or `HTTP`
+/// for a method outside the standard set.
+fn span_name(method: &http::Method) -> &'static str {
+    match method_name(method) {
+        "_OTHER" => "HTTP",
+        method => method,
     }
 }
 

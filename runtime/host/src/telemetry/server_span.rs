@@ -9,7 +9,7 @@ use opentelemetry::trace::{SpanContext, SpanId, SpanKind, Status, TraceContextEx
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator, SamplingDecision, ShouldSample};
 
-use super::otlp_encode::{self, ExportSpan, SpanFields};
+use super::otlp_encode::{self, ExportSpan};
 use super::queue::SpanQueue;
 use super::request::{Attribute, RequestFacts, RequestOutcome};
 
@@ -111,12 +111,7 @@ impl ServerSpan {
     pub(super) fn encode(&self, buf: &mut Vec<u8>) {
         otlp_encode::span_head(buf, &self.context, self.parent, self.parent.is_some());
         otlp_encode::string(buf, 5, self.name);
-        SpanFields {
-            kind: SpanKind::Server,
-            start: self.start,
-            end: self.end,
-        }
-        .encode(buf);
+        otlp_encode::kind_and_times(buf, &SpanKind::Server, self.start, self.end);
         let mut attribute = |key: &str, value: Attribute<'_>| {
             // Span.attributes = 9
             otlp_encode::message(buf, 9, |buf| otlp_encode::attribute(buf, key, value));

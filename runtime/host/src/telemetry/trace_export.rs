@@ -14,7 +14,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 
-use super::otlp::{OtlpExport, OtlpProtocol, check_endpoint};
+use super::otlp::{OtlpExport, OtlpProtocol, check_endpoint, tokio_runtime};
 use crate::error::Error;
 
 /// The gRPC method of OTLP trace export.
@@ -40,33 +40,30 @@ impl TraceClient {
         export: &OtlpExport,
         var: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, Error> {
-        let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
-            Error::Telemetry(
-                "OTLP export needs a Tokio runtime: build the telemetry inside one".into(),
-            )
-        })?;
+        let runtime = tokio_runtime()?;
         let set = |name: &str| var(name).filter(|v| !v.trim().is_empty());
         let grpc = export.protocol == OtlpProtocol::Grpc;
-        let (endpoint, source) = match (&export.endpoint, set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
-        {
-            (Some(base), _) if grpc => (base.clone(), "OTLP endpoint"),
-            (Some(base), _) => (
-                format!("{}/v1/traces", base.trim_end_matches('/')),
-                "OTLP endpoint",
-            ),
-            (None, Some(url)) => (url, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
-            (None, None) => match set("OTEL_EXPORTER_OTLP_ENDPOINT") {
-                Some(base) if grpc => (base, "OTEL_EXPORTER_OTLP_ENDPOINT"),
-                Some(base) => (
-                    format!("{}/v1/traces", base.trim_end_matches('/')),
-                    "OTEL_EXPORTER_OTLP_ENDPOINT",
-                ),
-                None if grpc => ("http://localhost:4317".to_owned(), "default endpoint"),
-                None => (
-                    "http://localhost:4318/v1/traces".to_owned(),
-                    "default endpoint",
-                ),
-            },
+        // A base URL from the common variable or the default gets the signal's path (HTTP).
+        let with_path = |base: String| {
+            if grpc {
+                base
+            } else {
+                format!("{}/v1/traces", base.trim_end_matches('/'))
+            }
+        };
+        let (endpoint, source) = if let Some(url) = export.signal_endpoint("/v1/traces")? {
+            (url, "OTLP endpoint")
+        } else if let Some(url) = set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") {
+            (url, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+        } else if let Some(base) = set("OTEL_EXPORTER_OTLP_ENDPOINT") {
+            (with_path(base), "OTEL_EXPORTER_OTLP_ENDPOINT")
+        } else {
+            let default = if grpc {
+                "http://localhost:4317"
+            } else {
+                "http://localhost:4318"
+            };
+            (with_path(default.to_owned()), "default endpoint")
         };
         check_endpoint(&endpoint).map_err(|e| Error::Config(format!("{source}: {e}")))?;
         let mut uri: Uri = endpoint
@@ -233,11 +230,9 @@ fn parse_headers(list: &str) -> impl Iterator<Item = (&str, String)> {
     list.split(',').filter_map(|pair| {
         let (key, value) = pair.split_once('=')?;
         let key = key.trim();
-        let value: String =
-            form_urlencoded::parse(format!("v={}", value.trim().replace('+', "%2B")).as_bytes())
-                .next()
-                .map(|(_, v)| v.into_owned())
-                .unwrap_or_default();
+        let value = percent_encoding::percent_decode_str(value.trim())
+            .decode_utf8_lossy()
+            .into_owned();
         (!key.is_empty()).then_some((key, value))
     })
 }
